@@ -1,0 +1,422 @@
+"""Video TFRecords shared by the SM-MNIST test set and (later) BAIR and KTH.
+
+One `tf.train.Example` per video:
+  frames               bytes   raw uint8, C-order, T*H*W*C bytes
+  shape                int64   [T, H, W, C]
+  extra/<name>         int64 or float list, the flattened array (bool and ints -> int64)
+  extra/<name>/shape   int64   the array's shape
+  extra/<name>/dtype   bytes   numpy dtype name, so readers get back the dtype that was written
+
+A dataset is one folder: `<prefix>-00000-of-00010.tfrecord` shards plus `dataset_info.json` (the
+caller's info, the example count, the shard list with per-shard counts and a feature description).
+Writes are atomic (temporary name in the same folder, then rename), and `dataset_info.json` is
+written last, so a folder that has it is complete. Readers key every record by (file, index) and
+turn unreadable data into errors that name both, because "DataLossError: corrupted record at 123456"
+from deep inside tf.data says neither.
+"""
+
+import json
+import math
+import os
+import time
+import uuid
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Union
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+INFO_FILE = 'dataset_info.json'
+SHARD_SUFFIX = '.tfrecord'
+SHARD_PATTERN = '*-?????-of-?????' + SHARD_SUFFIX
+FRAMES_KEY = 'frames'
+SHAPE_KEY = 'shape'
+EXTRA_PREFIX = 'extra/'
+RESERVED_NAMES = ('frames', 'file', 'index')  # keys of video_dataset's elements
+_INFO_KEYS = ('num_examples', 'shards', 'shard_counts', 'features')  # set by write_shards
+
+
+class CorruptRecordError(ValueError):
+  """A record that cannot be read or parsed; the message names the file and the record index."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing.
+
+
+def _int64_feature(values) -> tf.train.Feature:
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+  return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def video_example(frames_uint8: np.ndarray,
+                  extras: Optional[Mapping[str, np.ndarray]] = None) -> tf.train.Example:
+  """Serialisable record of one video: uint8 frames [T, H, W, C] plus named numeric arrays."""
+  frames = np.asarray(frames_uint8)
+  if frames.dtype != np.uint8 or frames.ndim != 4:
+    raise ValueError(f'frames_uint8 must be uint8 [T, H, W, C], got {frames.dtype} {frames.shape}')
+  feature = {
+      FRAMES_KEY: _bytes_feature(np.ascontiguousarray(frames).tobytes()),
+      SHAPE_KEY: _int64_feature(list(frames.shape)),
+  }
+  for name, value in sorted((extras or {}).items()):
+    if not name or '/' in name or name in RESERVED_NAMES:
+      raise ValueError(f'extra name {name!r} is empty, contains "/" or is one of {RESERVED_NAMES}')
+    value = np.asarray(value)
+    key = EXTRA_PREFIX + name
+    if value.dtype == np.bool_ or np.issubdtype(value.dtype, np.integer):
+      feature[key] = _int64_feature(value.astype(np.int64).ravel().tolist())
+    elif np.issubdtype(value.dtype, np.floating):
+      feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=value.ravel().tolist()))
+    else:
+      raise ValueError(f'extra {name!r}: dtype {value.dtype} is neither integer, bool nor float')
+    feature[key + '/shape'] = _int64_feature(list(value.shape))
+    feature[key + '/dtype'] = _bytes_feature(value.dtype.name.encode())
+  return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def _describe(example: tf.train.Example) -> Dict[str, Any]:
+  """Feature description of one example: frame shape, and dtype/shape of each extra."""
+  feats = example.features.feature
+  extras = {}
+  for key in feats:
+    if key.startswith(EXTRA_PREFIX) and key.count('/') == 1:
+      if key + '/dtype' in feats:
+        dtype = feats[key + '/dtype'].bytes_list.value[0].decode()
+      else:  # written by other code: the list kind decides
+        dtype = 'float32' if feats[key].WhichOneof('kind') == 'float_list' else 'int64'
+      extras[key[len(EXTRA_PREFIX):]] = {
+          'dtype': dtype,
+          'shape': list(feats[key + '/shape'].int64_list.value),
+      }
+  return {'frames': {'dtype': 'uint8', 'shape': list(feats[SHAPE_KEY].int64_list.value)},
+          'extras': dict(sorted(extras.items()))}
+
+
+def _merge_shape(a: Sequence[Optional[int]], b: Sequence[int]):
+  return [x if x == y else None for x, y in zip(a, b)]  # None: varies between examples
+
+
+def _merge_description(spec: Optional[Dict[str, Any]], new: Dict[str, Any], index: int):
+  if spec is None:
+    return new
+  where = f'example {index}'
+  if len(new['frames']['shape']) != len(spec['frames']['shape']):
+    raise ValueError(f'{where}: frames rank differs from the first example')
+  if {k: v['dtype'] for k, v in new['extras'].items()} != {
+      k: v['dtype'] for k, v in spec['extras'].items()}:
+    raise ValueError(f'{where}: extras {sorted(new["extras"])} (with dtypes) differ from the first '
+                     f'example\'s {sorted(spec["extras"])}; all examples must have the same extras')
+  spec['frames']['shape'] = _merge_shape(spec['frames']['shape'], new['frames']['shape'])
+  for name, e in new['extras'].items():
+    if len(e['shape']) != len(spec['extras'][name]['shape']):
+      raise ValueError(f'{where}: extra {name!r} rank differs from the first example')
+    spec['extras'][name]['shape'] = _merge_shape(spec['extras'][name]['shape'], e['shape'])
+  return spec
+
+
+def write_file_atomic(path: str, data: Union[bytes, str]) -> None:
+  """Writes `data` to a temporary name beside `path`, then renames it over `path`."""
+  tmp = f'{path}.tmp-{uuid.uuid4().hex}'
+  try:
+    with tf.io.gfile.GFile(tmp, 'wb') as f:
+      f.write(data.encode() if isinstance(data, str) else data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)  # os.replace on local disks
+  finally:
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
+
+
+def shard_name(prefix: str, index: int, num_shards: int) -> str:
+  return f'{prefix}-{index:05d}-of-{num_shards:05d}{SHARD_SUFFIX}'
+
+
+def write_shards(out_dir: str,
+                 examples: Iterable[Union[tf.train.Example, bytes]],
+                 num_examples: int,
+                 examples_per_shard: int,
+                 info: Mapping[str, Any],
+                 progress_every: int = 1000,
+                 prefix: str = 'data',
+                 overwrite: bool = False) -> Dict[str, Any]:
+  """Writes `num_examples` examples into ceil(num_examples / examples_per_shard) shards.
+
+  Args:
+    out_dir: dataset folder (created). One dataset per folder.
+    examples: iterable of `tf.train.Example` (or their serialised bytes); exactly `num_examples`
+      are consumed and it must not run out earlier.
+    num_examples: number of examples to write (>= 1).
+    examples_per_shard: shard size (>= 1); the last shard may be smaller.
+    info: JSON-serialisable facts about the data (dataset name, split, seed...), stored in
+      dataset_info.json next to num_examples, shards, shard_counts and features.
+    progress_every: log a progress line every this many examples.
+    prefix: shard file prefix, e.g. the split name.
+    overwrite: replace an existing dataset in `out_dir` (its info file is removed first, so a crash
+      midway never leaves an info file describing a mix of old and new shards).
+
+  Returns:
+    The dict written to dataset_info.json.
+
+  Raises:
+    ValueError: bad sizes, reserved info keys, examples that run out or whose extras differ from
+      the first example's. Shards completed before the error stay, but without dataset_info.json
+      readers refuse the folder.
+    FileExistsError: `out_dir` holds a dataset and overwrite is False.
+  """
+  if num_examples < 1 or examples_per_shard < 1:
+    raise ValueError(f'num_examples ({num_examples}) and examples_per_shard '
+                     f'({examples_per_shard}) must be >= 1')
+  clash = sorted(set(info) & set(_INFO_KEYS))
+  if clash:
+    raise ValueError(f'info keys {clash} are reserved for write_shards')
+  tf.io.gfile.makedirs(out_dir)
+  info_path = os.path.join(out_dir, INFO_FILE)
+  old = tf.io.gfile.glob(os.path.join(out_dir, SHARD_PATTERN))
+  if tf.io.gfile.exists(info_path) or old:
+    if not overwrite:
+      raise FileExistsError(f'{out_dir} already holds a dataset ({INFO_FILE} or shards); choose an '
+                            'empty folder or pass overwrite=True')
+    if tf.io.gfile.exists(info_path):
+      tf.io.gfile.remove(info_path)
+    for path in old:
+      tf.io.gfile.remove(path)
+
+  num_shards = math.ceil(num_examples / examples_per_shard)
+  iterator = iter(examples)
+  names, counts, spec = [], [], None
+  written, start = 0, time.time()
+  for k in range(num_shards):
+    count = min(examples_per_shard, num_examples - written)
+    name = shard_name(prefix, k, num_shards)
+    path = os.path.join(out_dir, name)
+    tmp = f'{path}.tmp-{uuid.uuid4().hex}'
+    try:
+      with tf.io.TFRecordWriter(tmp) as writer:
+        for _ in range(count):
+          try:
+            example = next(iterator)
+          except StopIteration:
+            raise ValueError(f'examples ran out after {written} of num_examples={num_examples}'
+                             ) from None
+          if isinstance(example, bytes):
+            serialized, example = example, tf.train.Example.FromString(example)
+          else:
+            serialized = example.SerializeToString()
+          spec = _merge_description(spec, _describe(example), written)
+          writer.write(serialized)
+          written += 1
+          if written % progress_every == 0 and written < num_examples:
+            logging.info('write | shard %d/%d | %d/%d examples | %.1f examples/s', k + 1, num_shards,
+                         written, num_examples, written / max(time.time() - start, 1e-9))
+      tf.io.gfile.rename(tmp, path, overwrite=True)
+    finally:
+      if tf.io.gfile.exists(tmp):
+        tf.io.gfile.remove(tmp)
+    names.append(name)
+    counts.append(count)
+    logging.info('write | shard %d/%d | %d/%d examples | %.1f examples/s | %s', k + 1, num_shards,
+                 written, num_examples, written / max(time.time() - start, 1e-9), path)
+
+  full_info = dict(info)
+  full_info.update(num_examples=num_examples, shards=names, shard_counts=counts, features=spec)
+  write_file_atomic(info_path, json.dumps(full_info, indent=2, sort_keys=True) + '\n')
+  logging.info('write | done | %d examples in %d shards | %s', num_examples, num_shards, out_dir)
+  return full_info
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading.
+
+
+def read_info(data_dir: str) -> Dict[str, Any]:
+  """Contents of `data_dir`/dataset_info.json (written last, so its presence means complete)."""
+  path = os.path.join(data_dir, INFO_FILE)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f'{path} not found: {data_dir} is not a finished dataset folder '
+                            f'({INFO_FILE} is written after the last shard)')
+  with tf.io.gfile.GFile(path, 'r') as f:
+    return json.loads(f.read())
+
+
+def list_shards(data_dir: str) -> list:
+  """Sorted shard paths of `data_dir`; checked against dataset_info.json when that exists."""
+  files = sorted(tf.io.gfile.glob(os.path.join(data_dir, SHARD_PATTERN)))
+  if not files:
+    raise FileNotFoundError(f'no {SHARD_PATTERN} shards in {data_dir}')
+  if tf.io.gfile.exists(os.path.join(data_dir, INFO_FILE)):
+    expected = read_info(data_dir).get('shards')
+    found = [os.path.basename(f) for f in files]
+    if expected is not None and sorted(expected) != found:
+      missing = sorted(set(expected) - set(found))
+      extra = sorted(set(found) - set(expected))
+      raise ValueError(f'{data_dir}: shards differ from {INFO_FILE}: missing {missing}, '
+                       f'unexpected {extra}')
+  return files
+
+
+def _parse_spec(features: Optional[Mapping[str, Any]]):
+  spec = {FRAMES_KEY: tf.io.FixedLenFeature([], tf.string),
+          SHAPE_KEY: tf.io.FixedLenFeature([4], tf.int64)}
+  extras = (features or {}).get('extras', {})
+  for name, e in extras.items():
+    kind = tf.float32 if np.issubdtype(np.dtype(e['dtype']), np.floating) else tf.int64
+    spec[EXTRA_PREFIX + name] = tf.io.FixedLenSequenceFeature([], kind, allow_missing=True)
+    spec[EXTRA_PREFIX + name + '/shape'] = tf.io.FixedLenFeature([len(e['shape'])], tf.int64)
+  return spec, extras
+
+
+def make_parser(features: Optional[Mapping[str, Any]] = None):
+  """Returns parse(file, index, record) -> dict(frames, file, index, **extras).
+
+  `features` is dataset_info.json's "features" entry (None: frames only). The byte count of
+  `frames` is checked against prod(shape), failing with the file and record index in the message.
+  """
+  spec, extras = _parse_spec(features)
+  frame_shape = (features or {}).get('frames', {}).get('shape', [None] * 4)
+
+  def parse(file, index, record):
+    parsed = tf.io.parse_single_example(record, spec)
+    shape = parsed[SHAPE_KEY]  # [T, H, W, C]
+    num_bytes = tf.cast(tf.strings.length(parsed[FRAMES_KEY]), tf.int64)
+    expected = tf.reduce_prod(shape)
+    message = tf.strings.join([
+        file, ': record ', tf.strings.as_string(index), ': frames has ',
+        tf.strings.as_string(num_bytes), ' bytes, shape ',
+        tf.strings.reduce_join(tf.strings.as_string(shape), separator='x'), ' needs ',
+        tf.strings.as_string(expected)])
+    with tf.control_dependencies([tf.debugging.assert_equal(num_bytes, expected, message=message)]):
+      frames = tf.reshape(tf.io.decode_raw(parsed[FRAMES_KEY], tf.uint8), shape)
+    frames.set_shape(frame_shape)  # [T, H, W, C], None where it varies
+    out = {'frames': frames, 'file': file, 'index': index}
+    for name, e in extras.items():
+      value = tf.reshape(parsed[EXTRA_PREFIX + name], parsed[EXTRA_PREFIX + name + '/shape'])
+      value = tf.cast(value, tf.as_dtype(np.dtype(e['dtype'])))
+      value.set_shape(e['shape'])
+      out[name] = value
+    return out
+
+  return parse
+
+
+def _indexed_records(file):
+  """(file, index within file, serialised record) for each record of one file, in order."""
+  return tf.data.TFRecordDataset(file).enumerate().map(lambda i, r: (file, i, r))
+
+
+def video_dataset(data_dir: str,
+                  shuffle_files: bool,
+                  seed: Optional[int] = None,
+                  num_parallel_reads: int = tf.data.AUTOTUNE) -> tf.data.Dataset:
+  """Videos of a write_shards folder as dicts.
+
+  Elements: {'frames': uint8 [T, H, W, C], 'file': string, 'index': int64 (record index in its
+  file), plus one entry per extra with the dtype and shape it was written with}.
+
+  With shuffle_files=False the order is exactly file by file, record by record (an evaluation set
+  reads the same every time). With shuffle_files=True the shard order is shuffled with `seed` and
+  `num_parallel_reads` shards are interleaved; the order is reproducible only when a seed is given.
+  """
+  info = read_info(data_dir)
+  files = list_shards(data_dir)
+  parse = make_parser(info.get('features'))
+  ds = tf.data.Dataset.from_tensor_slices(files)
+  if shuffle_files:
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(_indexed_records, cycle_length=num_parallel_reads,
+                       num_parallel_calls=num_parallel_reads, deterministic=seed is not None)
+  else:
+    ds = ds.flat_map(_indexed_records)
+  return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Diagnosis.
+
+
+def check_records(files: Sequence[str],
+                  features: Optional[Mapping[str, Any]] = None,
+                  expected_counts: Optional[Mapping[str, int]] = None) -> Dict[str, int]:
+  """Reads and parses every record of `files` in order; returns {file: number of records}.
+
+  Raises:
+    CorruptRecordError: naming the file and record index where reading (e.g. a truncated file,
+      tf.errors.DataLossError) or parsing fails, or a file whose record count differs from
+      `expected_counts` (keyed by base name, as in dataset_info.json).
+  """
+  parse = make_parser(features)
+  options = tf.data.Options()
+  options.experimental_optimization.apply_default_optimizations = False  # strictly sequential
+  counts = {}
+  for file in files:
+    ds = _indexed_records(tf.constant(file)).map(parse).with_options(options)
+    index = 0
+    try:
+      for _ in ds:
+        index += 1
+    except (tf.errors.OpError, ValueError) as e:
+      detail = getattr(e, 'message', str(e)).strip().splitlines()[0]
+      raise CorruptRecordError(f'{file}: record {index} cannot be read or parsed (records before it '
+                               f'are fine): {type(e).__name__}: {detail}') from e
+    counts[file] = index
+    if expected_counts is not None:
+      want = expected_counts.get(os.path.basename(file))
+      if want is not None and want != index:
+        raise CorruptRecordError(f'{file}: has {index} records but {INFO_FILE} says {want}: the '
+                                 f'file ends early at record {index}')
+  return counts
+
+
+def explain_data_error(data_dir: str, err: BaseException):
+  """Re-raises an input-pipeline error as CorruptRecordError naming the file and record index.
+
+  Call it from `except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err` around
+  iteration. It scans the shards of `data_dir` sequentially; if they all read cleanly the original
+  error is re-raised unchanged. It never returns.
+  """
+  try:
+    info = read_info(data_dir)
+  except FileNotFoundError:
+    info = {}
+  expected = None
+  if 'shards' in info and 'shard_counts' in info:
+    expected = dict(zip(info['shards'], info['shard_counts']))
+  try:
+    check_records(list_shards(data_dir), info.get('features'), expected)
+  except CorruptRecordError as found:
+    raise found from err
+  raise err
+
+
+# --------------------------------------------------------------------------------------------------
+# Windows.
+
+
+def random_window(frames: tf.Tensor, length: int, seed) -> tf.Tensor:
+  """A random run of `length` consecutive frames, start ~ U{0..T-length} (stateless, from `seed`).
+
+  Args:
+    frames: [T, ...] tensor.
+    length: window length (>= 1).
+    seed: shape [2] int seed pair (tf.random.stateless_* convention).
+
+  Returns:
+    [length, ...] tensor.
+  """
+  if length < 1:
+    raise ValueError(f'length must be >= 1, got {length}')
+  frames = tf.convert_to_tensor(frames)
+  static_t = frames.shape[0]
+  if static_t is not None and static_t < length:
+    raise ValueError(f'random_window: video has {static_t} frames, fewer than length={length}')
+  num_frames = tf.shape(frames)[0]
+  check = tf.debugging.assert_greater_equal(
+      num_frames, length, message=f'random_window: video has fewer frames than length={length}')
+  with tf.control_dependencies([check]):
+    start = tf.random.stateless_uniform([], seed=seed, minval=0, maxval=num_frames - length + 1,
+                                        dtype=tf.int32)
+  window = frames[start:start + length]
+  window.set_shape(tf.TensorShape([length]).concatenate(frames.shape[1:]))  # [length, ...]
+  return window

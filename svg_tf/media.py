@@ -1,0 +1,154 @@
+"""Images and GIFs for people: tiled video grids with the paper's context/prediction borders.
+
+SVG's figures frame ground-truth context frames in green and generated frames in red; `tile_videos`
+draws those borders over each frame's outer pixels (as the reference's `utils.draw_frame` does),
+so tiles keep their size. Files are written atomically (temporary name, then rename) through
+`tf.io.gfile`, so a crash never leaves half a GIF and run folders may live on GCS.
+"""
+
+import io
+import math
+import os
+import uuid
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+GREEN = (0, 200, 0)  # context (ground-truth) frames
+RED = (220, 0, 0)  # predicted frames
+
+
+def to_uint8(x) -> np.ndarray:
+  """float in [0, 1] -> uint8 round(255 x), clipped; uint8 passes through unchanged."""
+  x = np.asarray(x)
+  if x.dtype == np.uint8:
+    return x
+  if x.dtype == np.bool_:
+    return x.astype(np.uint8) * 255
+  if np.issubdtype(x.dtype, np.floating):
+    return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+  raise ValueError(f'expected float in [0, 1] or uint8, got {x.dtype}')
+
+
+def context_borders(num_frames: int, num_context: int, context_color=GREEN,
+                    predicted_color=RED) -> np.ndarray:
+  """uint8 [T, 3] colours: `context_color` for the first num_context frames, then predicted."""
+  if not 0 <= num_context <= num_frames:
+    raise ValueError(f'need 0 <= num_context <= num_frames, got {num_context}, {num_frames}')
+  colors = np.empty((num_frames, 3), np.uint8)
+  colors[:num_context] = context_color
+  colors[num_context:] = predicted_color
+  return colors
+
+
+def _to_rgb(frames: np.ndarray) -> np.ndarray:
+  if frames.shape[-1] == 1:
+    return np.repeat(frames, 3, axis=-1)
+  if frames.shape[-1] == 3:
+    return frames
+  raise ValueError(f'expected 1 or 3 channels, got shape {frames.shape}')
+
+
+def tile_videos(videos,
+                ncols: Optional[int] = None,
+                pad: int = 2,
+                pad_value: Union[int, Sequence[int]] = 255,
+                borders=None,
+                border_width: int = 2) -> np.ndarray:
+  """Tiles N videos into one video: [N, T, H, W, C] -> uint8 [T, H', W', 3].
+
+  Args:
+    videos: float [0, 1] or uint8 [N, T, H, W, C], C = 1 (repeated to RGB) or 3.
+    ncols: tiles per row (default: all N in one row); rows fill left to right, top to bottom.
+    pad: pixels between tiles and around the grid.
+    pad_value: grey level or RGB triple of the padding.
+    borders: optional RGB colours, [T, 3] (the same for every video) or [N, T, 3], painted over the
+      outer `border_width` pixels of each frame (e.g. `context_borders(T, n_past)`).
+    border_width: width of the painted border in pixels.
+
+  Returns:
+    uint8 [T, rows*H + (rows+1)*pad, ncols*W + (ncols+1)*pad, 3].
+  """
+  videos = to_uint8(videos)
+  if videos.ndim != 5 or videos.shape[0] < 1:
+    raise ValueError(f'videos must be [N >= 1, T, H, W, C], got shape {videos.shape}')
+  videos = _to_rgb(videos)
+  n, t, h, w, _ = videos.shape
+  ncols = n if ncols is None else int(ncols)
+  if ncols < 1:
+    raise ValueError(f'ncols must be >= 1, got {ncols}')
+  nrows = math.ceil(n / ncols)
+  if borders is not None:
+    colors = np.asarray(borders)
+    if colors.shape == (t, 3):
+      colors = np.broadcast_to(colors, (n, t, 3))
+    if colors.shape != (n, t, 3):
+      raise ValueError(f'borders must be [T, 3] or [N, T, 3] = [{t}, 3] or [{n}, {t}, 3], '
+                       f'got {colors.shape}')
+    if colors.min() < 0 or colors.max() > 255:
+      raise ValueError('border colours must be in 0..255')
+    if not 1 <= border_width <= min(h, w) // 2:
+      raise ValueError(f'border_width must be in 1..{min(h, w) // 2}, got {border_width}')
+    colors = colors.astype(np.uint8)[:, :, None, None, :]  # [N, T, 1, 1, 3]
+    bw = border_width
+    videos = videos.copy()
+    videos[:, :, :bw, :, :] = colors
+    videos[:, :, -bw:, :, :] = colors
+    videos[:, :, :, :bw, :] = colors
+    videos[:, :, :, -bw:, :] = colors
+  grid = np.empty((t, nrows * h + (nrows + 1) * pad, ncols * w + (ncols + 1) * pad, 3), np.uint8)
+  grid[...] = np.asarray(pad_value, np.uint8)
+  for i in range(n):
+    r, c = divmod(i, ncols)
+    y0, x0 = pad + r * (h + pad), pad + c * (w + pad)
+    grid[:, y0:y0 + h, x0:x0 + w] = videos[i]
+  return grid
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+  parent = os.path.dirname(path)
+  if parent:
+    tf.io.gfile.makedirs(parent)
+  tmp = f'{path}.tmp-{uuid.uuid4().hex}'
+  try:
+    with tf.io.gfile.GFile(tmp, 'wb') as f:
+      f.write(data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)  # os.replace on local disks
+  finally:
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
+
+
+def _pil_image(frame: np.ndarray) -> Image.Image:
+  if frame.ndim == 3 and frame.shape[-1] == 1:
+    frame = frame[..., 0]
+  if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[-1] == 3):
+    return Image.fromarray(np.ascontiguousarray(frame))
+  raise ValueError(f'expected a frame [H, W], [H, W, 1] or [H, W, 3], got {frame.shape}')
+
+
+def save_gif(path: str, frames, fps: float = 4) -> None:
+  """Writes frames uint8 (or float [0, 1]) [T, H, W, 3|1] as a GIF that loops forever.
+
+  Pillow merges identical consecutive frames into one longer frame, so a reader may count fewer
+  than T frames for a video that stands still; the playback timing is unchanged.
+  """
+  frames = to_uint8(frames)
+  if frames.ndim not in (3, 4) or frames.shape[0] < 1:
+    raise ValueError(f'frames must be [T >= 1, H, W, C], got shape {frames.shape}')
+  if fps <= 0:
+    raise ValueError(f'fps must be > 0, got {fps}')
+  images = [_pil_image(f) for f in frames]
+  buffer = io.BytesIO()
+  images[0].save(buffer, format='GIF', save_all=True, append_images=images[1:],
+                 duration=int(round(1000 / fps)), loop=0)
+  _write_atomic(path, buffer.getvalue())
+
+
+def save_png(path: str, image) -> None:
+  """Writes an image uint8 (or float [0, 1]) [H, W, 3|1] as PNG, atomically."""
+  buffer = io.BytesIO()
+  _pil_image(to_uint8(image)).save(buffer, format='PNG')
+  _write_atomic(path, buffer.getvalue())

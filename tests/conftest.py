@@ -1,0 +1,30 @@
+"""Test setup: two logical CPU devices, so the MirroredStrategy path runs on this CPU.
+
+The split must happen before TensorFlow initialises its runtime, hence here, at collection time.
+Single-replica tests use the default strategy and are unaffected.
+"""
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+
+@pytest.fixture
+def tiny_config():
+  """A few-thousand-parameter SM-MNIST SVG-LP with distinct sizes, so swapped axes fail."""
+  from svg_tf import config
+  return config.preset("smmnist", base_filters=4, g_dim=8, rnn_size=16, z_dim=3, batch_size=4,
+                       n_past=2, n_future=3)

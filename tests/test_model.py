@@ -1,0 +1,164 @@
+"""The networks: parameter counts against the reference, LSTM maths, BatchNorm semantics, skips."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from svg_tf import config as config_lib
+from svg_tf import frame_nets
+from svg_tf.model import SVG, skip_source
+from svg_tf.recurrent import GaussianLSTM, LSTMCell
+
+# SPEC section 0: per-module trainable parameters of the torch reference (two LSTM biases).
+REFERENCE_COUNTS = {
+    ("smmnist", 64): dict(encoder=3_805_376, decoder=6_558_529, frame_predictor=1_121_152,
+                          posterior=564_500, prior=564_500),
+    ("bair", 64): dict(encoder=8_689_600, decoder=11_822_659, frame_predictor=1_134_976,
+                       posterior=592_256, prior=592_256),
+    ("kth", 64): dict(encoder=8_688_448, decoder=11_821_505, frame_predictor=1_124_736,
+                      posterior=571_696, prior=571_696),
+    ("kth", 128): dict(encoder=15_770_944, decoder=21_263_297, frame_predictor=1_124_736,
+                       posterior=571_696, prior=571_696),
+    ("smmnist", 128): dict(encoder=8_001_216, decoder=14_948_673, frame_predictor=1_121_152,
+                           posterior=564_500, prior=564_500),
+}
+
+
+@pytest.mark.parametrize("dataset,size", sorted(REFERENCE_COUNTS))
+def test_parameter_counts_equal_the_reference(dataset, size):
+  model = SVG(config_lib.preset(dataset, image_size=size, torch_lstm_bias=True))
+  assert model.parameter_counts() == REFERENCE_COUNTS[dataset, size]
+
+
+@pytest.mark.parametrize("dataset,total", [("smmnist", 12_609_961), ("bair", 22_827_651)])
+def test_stock_keras_cells_have_one_bias_fewer(dataset, total):
+  counts = SVG(config_lib.preset(dataset)).parameter_counts()
+  assert sum(counts.values()) == total
+  # 4 cells (2 predictor, 1 posterior, 1 prior), 4 * 256 parameters each
+  assert sum(REFERENCE_COUNTS[dataset, 64].values()) - total == 4 * 4 * 256
+
+
+def test_fp_has_no_prior_and_det_no_latent():
+  fp = SVG(config_lib.preset("kth", model="fp", torch_lstm_bias=True))
+  assert "prior" not in fp.modules
+  assert sum(fp.parameter_counts().values()) == 22_206_385  # SPEC: KTH-64 total FP
+  det = SVG(config_lib.preset("smmnist", model="det", base_filters=4, g_dim=8, rnn_size=16))
+  assert set(det.modules) == {"encoder", "decoder", "frame_predictor"}
+  assert det.frame_predictor.embed.kernel.shape == (8, 16)  # input h only, no z
+
+
+def test_lstm_cell_matches_keras_lstmcell():
+  """Same gate order (i, f, g/c, o) and maths as keras.layers.LSTMCell, so torch weights port."""
+  ours = LSTMCell(6, torch_bias=True)
+  ours.build((None, 5))
+  ref = keras.layers.LSTMCell(6)
+  ref.build((None, 5))
+  ref.kernel.assign(ours.kernel)
+  ref.recurrent_kernel.assign(ours.recurrent_kernel)
+  ref.bias.assign(ours.bias + ours.bias_hh)  # torch's two biases sum to Keras' one
+  rng = np.random.RandomState(0)
+  x = rng.randn(3, 5).astype("float32")
+  h, c = rng.randn(3, 6).astype("float32"), rng.randn(3, 6).astype("float32")
+  out, (h1, c1) = ours(x, (h, c))
+  ref_out, (ref_h, ref_c) = ref(x, [h, c])
+  np.testing.assert_allclose(out, ref_out, atol=1e-6)
+  np.testing.assert_allclose(c1, ref_c, atol=1e-6)
+  bound = 1 / 6 ** 0.5  # torch's U(-1/sqrt(H), 1/sqrt(H)) init
+  assert np.abs(ours.kernel.numpy()).max() <= bound
+  assert np.abs(ours.bias_hh.numpy()).max() > 0  # drawn, not zero
+
+
+def test_gaussian_lstm_sequence_equals_steps_and_returns_a_distribution():
+  net = GaussianLSTM(units=6, layers=2, z_dim=3)
+  net.build((None, 4))
+  x = tf.random.stateless_normal([5, 2, 4], seed=[1, 2])  # (time, batch, features)
+  dist, state = net.sequence(x)
+  assert dist.event_shape == [3] and dist.batch_shape == [5, 2]
+  step_state = net.zero_state(2)
+  for t in range(5):
+    step_dist, step_state = net.step(x[t], step_state)
+    np.testing.assert_allclose(step_dist.mean(), dist.mean()[t], atol=1e-5)
+    np.testing.assert_allclose(step_dist.stddev(), dist.stddev()[t], atol=1e-5)
+  np.testing.assert_allclose(step_state[-1][1], state[-1][1], atol=1e-5)
+  assert not np.allclose(state[0][0], 0)  # the state moved
+
+
+def test_encoder_normalises_each_time_step_like_separate_calls(tiny_config):
+  """One batched call over time == the reference's one encoder call per frame (batch statistics)."""
+  model = SVG(tiny_config)
+  frames = tf.random.stateless_uniform([4, 3, 64, 64, 1], seed=[3, 4])  # (time, batch, ...)
+  h_all, skips_all = model.encoder(frames, bn_mode=frame_nets.BN_BATCH)
+  for t in range(4):
+    h_t, skips_t = model.encoder(frames[t:t + 1], bn_mode=frame_nets.BN_BATCH)
+    np.testing.assert_allclose(h_all[t], h_t[0], atol=1e-5)
+    np.testing.assert_allclose(skips_all[1][t], skips_t[1][0], atol=1e-5)
+  # and it is not whole-sequence statistics: mixing the time steps changes the result
+  folded = tf.reshape(frames, [1, 12, 64, 64, 1])
+  h_mixed, _ = model.encoder(folded, bn_mode=frame_nets.BN_BATCH)
+  assert not np.allclose(tf.reshape(h_mixed, [4, 3, -1]), h_all, atol=1e-4)
+
+
+def test_moving_average_batchnorm_makes_outputs_independent_of_the_batch(tiny_config):
+  model = SVG(tiny_config)
+  frames = tf.random.stateless_uniform([1, 3, 64, 64, 1], seed=[5, 6])
+  for _ in range(3):  # move the averages away from their initial values
+    model.encoder(frames, bn_mode=frame_nets.BN_TRAIN)
+  alone, _ = model.encoder(frames[:, :1], bn_mode=frame_nets.BN_MOVING)
+  together, _ = model.encoder(frames, bn_mode=frame_nets.BN_MOVING)
+  np.testing.assert_allclose(alone[0, 0], together[0, 0], atol=1e-6)
+  batch_alone, _ = model.encoder(frames[:, :2], bn_mode=frame_nets.BN_BATCH)
+  batch_together, _ = model.encoder(frames, bn_mode=frame_nets.BN_BATCH)
+  assert not np.allclose(batch_alone[0, 0], batch_together[0, 0], atol=1e-4)
+
+
+def test_skip_rules():
+  # SM-MNIST: n_past = 5, T = 15, predicting x[1]..x[14]
+  last = [skip_source(t, 5, "last_context") for t in range(1, 15)]
+  ref = [skip_source(t, 5, "reference") for t in range(1, 15)]
+  prev = [skip_source(t, 5, "previous_frame") for t in range(1, 15)]
+  assert last == [0, 1, 2, 3] + [4] * 10  # the last ground-truth frame x[n_past-1]
+  assert ref == [0, 1, 2, 3] + [3] * 10  # the reference's x[n_past-2] (edenton/svg issue #1)
+  assert prev == list(range(14))
+  assert [skip_source(t, 2, "reference") for t in range(1, 5)] == [0, 0, 0, 0]  # BAIR: frame 0
+
+
+def test_skip_rule_changes_the_decoder_input(tiny_config):
+  """Frames after the context depend on the skip source (last context frame vs the one before)."""
+  frames = tf.random.stateless_uniform([2, 5, 64, 64, 1], seed=[7, 8])
+  noise = tf.zeros([4, 2, 3])
+  a = SVG(tiny_config)
+  b = SVG(tiny_config.replace(skip_rule="reference"))
+  b.set_weights(a.get_weights())
+  pa = a.compute_losses(frames, noise)["prediction"]
+  pb = b.compute_losses(frames, noise)["prediction"]
+  np.testing.assert_allclose(pa[:, 0], pb[:, 0], atol=1e-6)  # x[1]: skip from x[0] for both
+  assert not np.allclose(pa[:, 2], pb[:, 2], atol=1e-5)  # x[3]: x[1] vs x[0]
+
+
+def test_generate_and_reconstruct_shapes_and_noise_dependence(tiny_config):
+  model = SVG(tiny_config)
+  context = tf.random.stateless_uniform([2, 2, 64, 64, 1], seed=[9, 9])
+  noise_a = tf.random.stateless_normal([1 + 4, 2, 3], seed=[1, 1])
+  noise_b = tf.random.stateless_normal([1 + 4, 2, 3], seed=[2, 2])
+  out_a = model.generate(context, 4, noise_a)
+  assert out_a.shape == (2, 4, 64, 64, 1)
+  assert float(tf.reduce_min(out_a)) >= 0 and float(tf.reduce_max(out_a)) <= 1
+  np.testing.assert_allclose(out_a, model.generate(context, 4, noise_a), atol=1e-6)
+  # Fresh N(0, 0.02) weights with untrained moving statistics make z's effect vanish; batch
+  # statistics rescale every layer, so a different z shows.
+  batch_a = model.generate(context, 4, noise_a, bn_mode="batch")
+  assert not np.allclose(batch_a, model.generate(context, 4, noise_b, bn_mode="batch"), atol=1e-4)
+  frames = tf.random.stateless_uniform([2, 6, 64, 64, 1], seed=[3, 3])
+  assert model.reconstruct(frames, 2).shape == (2, 4, 64, 64, 1)
+
+
+def test_config_rejects_bad_values_naming_the_field():
+  with pytest.raises(ValueError, match="--model='gan'"):
+    config_lib.preset("smmnist", model="gan")
+  with pytest.raises(ValueError, match="--skip_rule"):
+    config_lib.preset("smmnist", skip_rule="reference", n_past=1)
+  with pytest.raises(ValueError, match="--dataset='ucf'"):
+    config_lib.preset("ucf")
+  with pytest.raises(ValueError, match="--batch_size=0"):
+    config_lib.preset("smmnist", batch_size=0)

@@ -1,0 +1,129 @@
+"""The distributed step and the checkpointed loop, on tiny models and real SM-MNIST data."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import inputs
+from svg_tf import training
+
+
+def _fixed_batches(frames):
+  """input_fn serving the same global batch every step, split over replicas in order."""
+  def input_fn(ctx, start_index):
+    per_replica = ctx.get_per_replica_batch_size(frames.shape[0])
+    return tf.data.Dataset.from_tensor_slices(frames).batch(per_replica).repeat()
+  return input_fn
+
+
+def _copy_weights(src, dst):
+  for a, b in zip(src.model.variables, dst.model.variables):
+    assert a.path == b.path
+    b.assign(a.numpy())
+
+
+def test_two_replicas_compute_the_update_of_one(tiny_config):
+  """Global batch 4 on 2 CPU replicas == batch 4 on one: same losses and same weights.
+
+  Adam's epsilon is raised to 1 here so that its update is proportional to the gradient: with the
+  default 1e-8, elements whose gradient is float noise (conv biases before BatchNorm have zero
+  gradient) take full-size steps of random sign, which hides whether the gradients agree.
+  """
+  config = tiny_config.replace(adam_epsilon=1.0, lr=0.5)
+  frames = np.random.RandomState(0).rand(4, config.seq_len, 64, 64, 1).astype("float32")
+  one = training.Trainer(config)
+  two = training.Trainer(config, training.make_strategy(cpu_replicas=2))
+  assert two.strategy.num_replicas_in_sync == 2
+  _copy_weights(one, two)
+  before = [v.numpy() for v in one.model.variables]
+  it_one = iter(one.distribute(_fixed_batches(frames)))
+  it_two = iter(two.distribute(_fixed_batches(frames)))
+  for _ in range(3):
+    a, b = one.train_step(it_one), two.train_step(it_two)
+    for k in ("loss", "mse", "kl"):
+      np.testing.assert_allclose(float(a[k]), float(b[k]), rtol=1e-5)
+  assert one.step == two.step == 3
+  moved = 0
+  for va, vb, v0 in zip(one.model.variables, two.model.variables, before):
+    # Per-replica partial sums change the float summation order of every gradient; elements with
+    # much cancellation (the first conv, 4 BatchNorms deep) differ by ~0.1% of the largest step.
+    update_one, update_two = va.numpy() - v0, vb.numpy() - v0
+    scale = np.abs(update_one).max()
+    moved += scale > 0
+    np.testing.assert_allclose(update_two, update_one, atol=1e-2 * scale + 1e-7, err_msg=va.path)
+  assert moved > len(before) // 2  # the comparison is not vacuous
+
+
+def test_batchnorm_statistics_are_synchronised_across_replicas(tiny_config):
+  """Without sync, each replica normalises its half batch and the update differs."""
+  frames = np.random.RandomState(1).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
+  frames[2:] *= 0.2  # the two halves have different statistics
+  one = training.Trainer(tiny_config)
+  unsynced = training.Trainer(tiny_config.replace(sync_batchnorm=False),
+                              training.make_strategy(cpu_replicas=2))
+  _copy_weights(one, unsynced)
+  a = one.train_step(iter(one.distribute(_fixed_batches(frames))))
+  b = unsynced.train_step(iter(unsynced.distribute(_fixed_batches(frames))))
+  assert abs(float(a["mse"]) - float(b["mse"])) > 1e-4
+
+
+def test_three_steps_then_resume_at_the_right_step(tiny_config, tmp_path, caplog):
+  model_dir = str(tmp_path / "run")
+  config = tiny_config.replace(train_steps=3)
+  options = training.LoopOptions(log_every=1, summary_every=1, image_every=3, checkpoint_every=2)
+  input_fn = inputs.train_input_fn(config)
+  preview = inputs.preview_videos(config, 2)
+  assert preview.shape == (2, config.n_past + 2 * config.n_future, 64, 64, 1)
+  result = training.train(config, model_dir, input_fn, options=options, preview_frames=preview)
+  assert result["step"] == 3 and np.isfinite(result["loss"]) and result["loss"] > 0
+  checkpoints = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+  assert checkpoints.model_checkpoint_path.endswith("ckpt-3")
+  assert os.path.getsize(os.path.join(model_dir, "samples", "step_0000003.gif")) > 0
+  assert json.load(open(os.path.join(model_dir, "config.json")))["z_dim"] == 3
+
+  caplog.set_level("INFO")
+  result = training.train(config.replace(train_steps=5), model_dir, input_fn, options=options)
+  assert "resumed from step 3" in caplog.text
+  assert result["step"] == 5
+  restored = training.Trainer(config)
+  training.restore_latest(restored, training.checkpoint_manager(restored, model_dir))
+  assert restored.step == 5
+
+  caplog.clear()
+  result = training.train(config.replace(train_steps=5), model_dir, input_fn, options=options)
+  assert result == {"step": 5} and "nothing to train" in caplog.text
+
+
+def test_resumed_stream_continues_where_it_stopped(tiny_config):
+  """Step k of a resumed run reads the same sequences as step k of an uninterrupted run."""
+  input_fn = inputs.train_input_fn(tiny_config)
+  ctx = tf.distribute.InputContext()
+  whole = iter(input_fn(ctx, 0))
+  batches = [next(whole).numpy() for _ in range(3)]
+  resumed = next(iter(input_fn(ctx, 2 * tiny_config.batch_size))).numpy()
+  np.testing.assert_array_equal(resumed, batches[2])
+  assert not np.array_equal(batches[0], batches[1])
+
+
+def test_a_different_config_is_refused_in_the_same_model_dir(tiny_config, tmp_path):
+  training.write_or_check_config(tiny_config, str(tmp_path))
+  training.write_or_check_config(tiny_config.replace(train_steps=7), str(tmp_path))  # extending is fine
+  with pytest.raises(ValueError, match=r"--z_dim=4 \(saved: 3\)"):
+    training.write_or_check_config(tiny_config.replace(z_dim=4), str(tmp_path))
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tiny_config, tmp_path):
+  model_dir = str(tmp_path / "run")
+  frames = np.random.RandomState(2).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
+  options = training.LoopOptions(checkpoint_every=2)
+  config = tiny_config.replace(train_steps=2)
+  training.train(config, model_dir, _fixed_batches(frames), options=options)
+  bad = frames.copy()
+  bad[0, 1, 3, 3, 0] = np.nan
+  with pytest.raises(FloatingPointError, match="non-finite loss at step 3"):
+    training.train(config.replace(train_steps=4), model_dir, _fixed_batches(bad), options=options)
+  state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+  assert state.model_checkpoint_path.endswith("ckpt-2")

