@@ -62,44 +62,163 @@ class TimeBatchNorm(keras.layers.Layer):
                                            trainable=False, initializer="ones", autocast=False,
                                            aggregation="mean")
 
-  def _moments(self, x):
-    """Per-time-step mean and (biased) variance of x (time, batch, h, w, c) -> 2 x (time, c)."""
+  def _sum_over_replicas(self):
+    """Sums per-replica statistics (identity unless synchronised over several replicas)."""
     ctx = tf.distribute.get_replica_context()
     if not self.synchronized or ctx is None or ctx.num_replicas_in_sync == 1:
-      mean, variance = tf.nn.moments(x, axes=[1, 2, 3])
-      return mean, variance
-    count = tf.cast(tf.reduce_prod(tf.shape(x)[1:4]), tf.float32)
-    local = tf.concat([tf.reduce_sum(x, axis=[1, 2, 3]), tf.reduce_sum(tf.square(x), axis=[1, 2, 3]),
-                       tf.fill([tf.shape(x)[0], 1], count)], axis=-1)
-    total = ctx.all_reduce(tf.distribute.ReduceOp.SUM, local)
-    channels = x.shape[-1]
-    n = total[:, -1:]
-    mean = total[:, :channels] / n
-    variance = tf.maximum(total[:, channels:2 * channels] / n - tf.square(mean), 0.0)
-    return mean, variance
+      return lambda t: t
+    return lambda t: ctx.all_reduce(tf.distribute.ReduceOp.SUM, t)
 
   def call(self, x, bn_mode=BN_TRAIN):
     if bn_mode not in _BN_MODES:
       raise ValueError(f"bn_mode={bn_mode!r}: must be one of {_BN_MODES}")
-    out_dtype = x.dtype
-    x = tf.cast(x, tf.float32)
+    gamma, beta = tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta)
     if bn_mode == BN_MOVING:
-      mean, variance = self.moving_mean, self.moving_variance
-    else:
-      mean, variance = self._moments(x)
-      if bn_mode == BN_TRAIN:
-        m = self.momentum
-        self.moving_mean.assign(self.moving_mean * m + tf.reduce_mean(mean, 0) * (1.0 - m))
-        self.moving_variance.assign(self.moving_variance * m +
-                                    tf.reduce_mean(variance, 0) * (1.0 - m))
-      mean = mean[:, None, None, None, :]  # (time, 1, 1, 1, c)
-      variance = variance[:, None, None, None, :]
-    y = tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, self.epsilon)
-    return tf.cast(y, out_dtype)
+      scale = gamma * tf.math.rsqrt(self.moving_variance + self.epsilon)
+      shift = beta - self.moving_mean * scale
+      return tf.cast(tf.cast(x, tf.float32) * scale + shift, x.dtype)
+    y, mean, variance = per_step_batch_norm(x, gamma, beta, self.epsilon, self._sum_over_replicas())
+    if bn_mode == BN_TRAIN:
+      m = self.momentum
+      self.moving_mean.assign(self.moving_mean * m + tf.reduce_mean(mean, 0) * (1.0 - m))
+      self.moving_variance.assign(self.moving_variance * m + tf.reduce_mean(variance, 0) * (1.0 - m))
+    return y
+
+
+def per_step_batch_norm(x, gamma, beta, epsilon, sum_over_replicas):
+  """Batch normalisation of x (time, batch, h, w, c) with statistics per time step.
+
+  y = gamma (x - mean_t) / sqrt(var_t + eps) + beta, mean_t and var_t over (batch, h, w) and, via
+  `sum_over_replicas`, over every replica's batch. The gradient is written out (dx = a dy + b x + c
+  with per-(t, c) coefficients) rather than left to autodiff: two passes over the activations
+  instead of about eight, which matters on a CPU where BatchNorm is memory-bound. Statistics are
+  float32; y has x's dtype.
+
+  Returns:
+    y, and the per-step mean and biased variance, each (time, c).
+  """
+  @tf.custom_gradient
+  def normalize(x, gamma, beta):
+    xf = tf.cast(x, tf.float32)
+    axes = [1, 2, 3]
+    count = sum_over_replicas(tf.cast(tf.reduce_prod(tf.shape(x)[1:4]), tf.float32))
+    sums = sum_over_replicas(tf.stack([tf.reduce_sum(xf, axes), tf.reduce_sum(tf.square(xf), axes)]))
+    mean = sums[0] / count  # (time, c)
+    variance = tf.maximum(sums[1] / count - tf.square(mean), 0.0)
+    inv = tf.math.rsqrt(variance + epsilon)
+    scale = gamma * inv
+    shift = beta - mean * scale
+    per_step = lambda v: v[:, None, None, None, :]  # (time, 1, 1, 1, c)
+    y = tf.cast(xf * per_step(scale) + per_step(shift), x.dtype)
+
+    def grad(dy, *unused_stat_grads):  # the statistics only feed the moving averages
+      dyf = tf.cast(dy, tf.float32)
+      local = tf.stack([tf.reduce_sum(dyf, axes), tf.reduce_sum(dyf * xf, axes)])  # (2, time, c)
+      total = sum_over_replicas(local)
+      dy_xhat = (total[1] - mean * total[0]) * inv  # sum of dy * x_hat over the global batch
+      b = -scale * inv * dy_xhat / count
+      c = -scale * total[0] / count - b * mean
+      dx = dyf * per_step(scale) + xf * per_step(b) + per_step(c)
+      # This replica's share of the parameter gradients; the optimizer sums over replicas.
+      dgamma = tf.reduce_sum((local[1] - mean * local[0]) * inv, axis=0)
+      dbeta = tf.reduce_sum(local[0], axis=0)
+      return tf.cast(dx, x.dtype), dgamma, dbeta
+
+    return (y, mean, variance), grad
+
+  return normalize(x, gamma, beta)
+
+
+def _filter_grad_by_matmul(inputs, out_grad, kernel_size, strides, padding):
+  """Kernel gradient of conv2d(inputs, W) as patches(inputs)^T @ out_grad, shape (k, k, in, out).
+
+  oneDNN's bfloat16 kernel-gradient op is slower than float32 on small feature maps (8x8 and
+  less, hundreds of channels) on this class of CPU; one bfloat16 matmul over im2col patches is
+  about 2x faster there (bench/train_step.py).
+  """
+  k = kernel_size
+  patches = tf.image.extract_patches(inputs, [1, k, k, 1], [1, strides, strides, 1], [1, 1, 1, 1],
+                                     padding)  # (n, oh, ow, k*k*in)
+  grad = tf.linalg.matmul(tf.reshape(patches, [-1, patches.shape[-1]]),
+                          tf.reshape(out_grad, [-1, out_grad.shape[-1]]), transpose_a=True)
+  return tf.reshape(grad, [k, k, inputs.shape[-1], out_grad.shape[-1]])
+
+
+def _conv_only(layer, x, kernel):
+  """`layer`'s convolution (no bias) of 4-D x with `kernel` (layer.kernel or a slice of it)."""
+  padding = layer.padding.upper()
+  stride = layer.strides[0]
+  k = layer.kernel_size[0]
+  transpose = isinstance(layer, keras.layers.Conv2DTranspose)
+  if transpose:
+    h, w = x.shape[1], x.shape[2]
+    out_h, out_w = (h * stride, w * stride) if padding == "SAME" else (
+        (h - 1) * stride + k, (w - 1) * stride + k)
+    out_shape = tf.stack([tf.shape(x)[0], out_h, out_w, kernel.shape[2]])
+    conv = lambda x, kernel: tf.nn.conv2d_transpose(x, kernel, out_shape, stride, padding)
+  else:
+    conv = lambda x, kernel: tf.nn.conv2d(x, kernel, stride, padding)
+  # The spatial size of the feature map that the kernel gradient convolves over.
+  small = (out_h if transpose else x.shape[1]) <= 8
+  if x.dtype != tf.bfloat16 or not small:
+    return conv(x, kernel)
+
+  @tf.custom_gradient
+  def conv_with_matmul_filter_grad(x, kernel):
+    def grad(dy):
+      if transpose:  # y = conv2d_transpose(x, K) is the input gradient of conv2d(y, K)
+        return (tf.nn.conv2d(dy, kernel, stride, padding),
+                _filter_grad_by_matmul(dy, x, k, stride, padding))
+      dx = tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(x), filter=kernel, out_backprop=dy,
+                                          strides=[1, stride, stride, 1], padding=padding)
+      return dx, _filter_grad_by_matmul(x, dy, k, stride, padding)
+    return conv(x, kernel), grad
+
+  return conv_with_matmul_filter_grad(x, kernel)
+
+
+def apply_conv(layer, x):
+  """layer(x) for (time, batch, h, w, c) x, through `_conv_only` (builds the layer if needed)."""
+  if not layer.built:
+    layer.build((None, x.shape[2], x.shape[3], x.shape[-1]))
+  x = tf.cast(x, layer.compute_dtype)  # bfloat16 under mixed precision
+  y = _conv_only(layer, fold_time(x), tf.cast(layer.kernel, x.dtype))
+  return unfold_time(y + tf.cast(layer.bias, x.dtype), x)
+
+
+def skip_conv(layer, x, skip, skip_index):
+  """layer(concat([x_t, skip[skip_index[t]]], channels)) for every time step t, computed once per
+  distinct skip.
+
+  A convolution is linear in its input channels, so the concatenated input splits into a part on
+  x and a part on the skip features. After the context every step reuses the same skip frame: its
+  part (and, through the gather, its gradient) is computed once instead of once per step.
+
+  Args:
+    layer: a Conv2D or Conv2DTranspose whose kernel spans x's and skip's channels (built here).
+    x: (time, batch, h, w, cx); skip: (sources, batch, h, w, cs); skip_index: `time` ints.
+  Returns:
+    (time, batch, h', w', filters), bias included, before any normalisation or activation.
+  """
+  cx = x.shape[-1]
+  if not layer.built:
+    layer.build((None, x.shape[2], x.shape[3], cx + skip.shape[-1]))
+  x = tf.cast(x, layer.compute_dtype)
+  kernel = tf.cast(layer.kernel, x.dtype)
+  if isinstance(layer, keras.layers.Conv2DTranspose):  # kernel (kh, kw, filters, in)
+    k_x, k_skip = kernel[..., :cx], kernel[..., cx:]
+  else:  # kernel (kh, kw, in, filters)
+    k_x, k_skip = kernel[:, :, :cx, :], kernel[:, :, cx:, :]
+  y = unfold_time(_conv_only(layer, fold_time(x), k_x), x)
+  y_skip = unfold_time(_conv_only(layer, fold_time(tf.cast(skip, x.dtype)), k_skip), skip)
+  return y + tf.gather(y_skip, skip_index) + tf.cast(layer.bias, x.dtype)
 
 
 class ConvBlock(keras.layers.Layer):
-  """Conv (or transposed conv) -> per-time-step BatchNorm -> activation, on (time, batch, ...)."""
+  """Conv (or transposed conv) -> per-time-step BatchNorm -> activation, on (time, batch, ...).
+
+  With `skip`, the conv's input is [x, skip] concatenated per step (see `skip_conv`).
+  """
 
   def __init__(self, filters, kernel, stride, padding, activation="leaky_relu", transpose=False,
                bn=None, **kwargs):
@@ -110,8 +229,11 @@ class ConvBlock(keras.layers.Layer):
     self.norm = TimeBatchNorm(**(bn or {}), dtype=self.dtype_policy, name="bn")
     self.activation = activation
 
-  def call(self, x, bn_mode=BN_TRAIN):
-    y = unfold_time(self.conv(fold_time(x)), x)
+  def call(self, x, bn_mode=BN_TRAIN, skip=None, skip_index=None):
+    if skip is None:
+      y = apply_conv(self.conv, x)
+    else:
+      y = skip_conv(self.conv, x, skip, skip_index)
     y = self.norm(y, bn_mode=bn_mode)
     if self.activation == "leaky_relu":
       return tf.nn.leaky_relu(y, alpha=0.2)
@@ -208,27 +330,19 @@ class FrameDecoder(keras.Model):
       raise ValueError(f"arch={arch!r}: must be dcgan or vgg")
     self.stages = stages
 
-  def call(self, g, skips: Sequence[tf.Tensor], bn_mode=BN_TRAIN):
+  def call(self, g, skips: Sequence[tf.Tensor], skip_index: Sequence[int], bn_mode=BN_TRAIN):
+    """g (time, batch, g_dim); skips: encoder features of the skip source frames, each
+    (sources, batch, h, w, c); skip_index[t]: the source used at step t. -> (time, batch, H, W, C)."""
     h = self.head(g[:, :, None, None, :], bn_mode=bn_mode)  # (time, batch, 4, 4, 8nf)
     deep_first = list(skips)[::-1]
-    if self.arch == "dcgan":
-      for stage, skip in zip(self.stages, deep_first):
-        h = tf.concat([h, tf.cast(skip, h.dtype)], axis=-1)
-        for block in stage:
-          h = block(h, bn_mode=bn_mode)
-      h = tf.concat([h, tf.cast(deep_first[-1], h.dtype)], axis=-1)
+    for stage, skip in zip(self.stages, deep_first):
+      if self.arch == "vgg":
+        h = _upsample(h)
+      h = stage[0](h, bn_mode=bn_mode, skip=skip, skip_index=skip_index)
+      for block in stage[1:]:
+        h = block(h, bn_mode=bn_mode)
+    if self.arch == "dcgan":  # the last upconv also takes the shallowest skip
+      out = skip_conv(self.last, h, deep_first[-1], skip_index)
     else:
-      for stage, skip in zip(self.stages, deep_first):
-        h = tf.concat([_upsample(h), tf.cast(skip, h.dtype)], axis=-1)
-        for block in stage:
-          h = block(h, bn_mode=bn_mode)
-    out = unfold_time(self.last(fold_time(h)), h)
+      out = apply_conv(self.last, h)
     return tf.sigmoid(tf.cast(out, tf.float32))
-
-
-def build_frame_nets(config) -> Tuple[FrameEncoder, FrameDecoder]:
-  """The encoder/decoder pair that `config` names (arch, image_size, channels, g_dim, widths)."""
-  bn = dict(momentum=config.bn_momentum, epsilon=config.bn_epsilon,
-            synchronized=config.sync_batchnorm)
-  args = (config.arch, config.image_size, config.channels, config.g_dim, config.base_filters)
-  return (FrameEncoder(*args, bn=bn, name="encoder"), FrameDecoder(*args, bn=bn, name="decoder"))

@@ -129,9 +129,11 @@ class SVG(keras.Model):
       kl = distributions.tfd.kl_divergence(q, p)  # (T-1, batch), summed over z
       predictor_in = tf.concat([h_prev, z], axis=-1)
     g, _ = self.frame_predictor.sequence(predictor_in)  # (T-1, batch, g)
-    source = tf.constant(self.skip_sources(num_frames))
-    step_skips = [tf.gather(s, source) for s in skips]  # (T-1, batch, h, w, c) each
-    predicted = self.decoder(g, step_skips, bn_mode=bn_mode)  # (T-1, batch, H, W, C)
+    sources = self.skip_sources(num_frames)
+    used = sorted(set(sources))  # frames whose features feed some step's skips
+    used_skips = [tf.gather(s, used) for s in skips]  # (len(used), batch, h, w, c) each
+    skip_index = [used.index(i) for i in sources]
+    predicted = self.decoder(g, used_skips, skip_index=skip_index, bn_mode=bn_mode)  # (T-1, batch, H, W, C)
     terms = losses.per_example_losses(predicted, x[1:], kl, c.beta)
     terms["prediction"] = _batch_major(predicted)
     return terms
@@ -217,7 +219,7 @@ class SVG(keras.Model):
           z = z_or_noise[t - 1]
         inputs = tf.concat([h_t, z], axis=-1)
       g, pred_state = self.frame_predictor.step(inputs, pred_state)
-      x_hat = self.decoder(g[None], skip, bn_mode=bn)  # (1, batch, H, W, C)
+      x_hat = self.decoder(g[None], skip, skip_index=[0], bn_mode=bn)  # (1, batch, H, W, C)
       outputs.append(x_hat[0])
       if t + 1 < n_past + n_future:
         h_next, feats = self.encoder(x_hat, bn_mode=bn)

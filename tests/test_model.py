@@ -162,3 +162,66 @@ def test_config_rejects_bad_values_naming_the_field():
     config_lib.preset("ucf")
   with pytest.raises(ValueError, match="--batch_size=0"):
     config_lib.preset("smmnist", batch_size=0)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_skip_conv_equals_the_conv_of_the_concatenation(transpose):
+  """The split convolution used by the decoder computes exactly conv([x_t, skip_s(t)])."""
+  layer = (keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D)(5, 4, 2, "same")
+  x = tf.random.stateless_normal([6, 2, 8, 8, 3], seed=[1, 1])  # (time, batch, h, w, c)
+  skip = tf.random.stateless_normal([2, 2, 8, 8, 4], seed=[2, 2])  # two distinct skip frames
+  index = [0, 1, 1, 1, 1, 1]
+  frame_nets.skip_conv(layer, x, skip, index)  # builds the layer for 7 input channels
+  layer.bias.assign(tf.random.stateless_normal([5], seed=[3, 3]))
+  out = frame_nets.skip_conv(layer, x, skip, index)
+  concat = tf.concat([x, tf.gather(skip, index)], axis=-1)
+  expected = frame_nets.unfold_time(layer(frame_nets.fold_time(concat)), concat)
+  np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_batchnorm_gradient_equals_autodiff_of_the_formula():
+  """per_step_batch_norm's hand-written gradient against autodiff of tf.nn.moments BatchNorm."""
+  x = tf.random.stateless_normal([3, 4, 5, 5, 6], seed=[1, 2]) * 2 + 1  # (time, batch, h, w, c)
+  gamma = tf.random.stateless_normal([6], seed=[3, 4]) + 1
+  beta = tf.random.stateless_normal([6], seed=[5, 6])
+  weights = tf.random.stateless_normal(x.shape, seed=[7, 8])  # a loss that is not symmetric
+
+  def reference(x, gamma, beta):
+    mean, var = tf.nn.moments(x, axes=[1, 2, 3], keepdims=True)
+    return tf.nn.batch_normalization(x, mean, var, beta, gamma, 1e-5)
+
+  def ours(x, gamma, beta):
+    return frame_nets.per_step_batch_norm(x, gamma, beta, 1e-5, lambda t: t)[0]
+
+  results = []
+  for fn in (reference, ours):
+    with tf.GradientTape() as tape:
+      tape.watch([x, gamma, beta])
+      y = fn(x, gamma, beta)
+      loss = tf.reduce_sum(tf.square(y) * weights)
+    results.append([y] + tape.gradient(loss, [x, gamma, beta]))
+  for a, b in zip(*results):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("transpose,size,padding", [(False, 8, "same"), (True, 4, "same"),
+                                                    (False, 4, "valid"), (True, 1, "valid")])
+def test_bfloat16_small_map_convolutions_have_the_right_gradients(transpose, size, padding):
+  """The matmul kernel gradient used for bfloat16 on small maps equals TF's own (in float32)."""
+  cls = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
+  layer = cls(6, 4, 2 if padding == "same" else 1, padding, dtype="mixed_bfloat16")
+  x = tf.random.stateless_normal([1, 3, size, size, 5], seed=[1, 2])
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    y = frame_nets.apply_conv(layer, x)
+    loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.random.stateless_normal(y.shape, seed=[3, 4]))
+  ours = tape.gradient(loss, [x, layer.kernel])
+  x32, k32 = tf.cast(tf.cast(x, tf.bfloat16), tf.float32), tf.cast(tf.cast(layer.kernel, tf.bfloat16), tf.float32)
+  with tf.GradientTape() as tape:
+    tape.watch([x32, k32])
+    y32 = frame_nets._conv_only(layer, frame_nets.fold_time(x32), k32)
+    loss = tf.reduce_sum(y32 * tf.reshape(tf.random.stateless_normal(y.shape, seed=[3, 4]), y32.shape))
+  ref = tape.gradient(loss, [x32, k32])
+  assert y.dtype == tf.bfloat16
+  np.testing.assert_allclose(tf.cast(ours[0], tf.float32), ref[0], rtol=0.05, atol=0.05)
+  np.testing.assert_allclose(tf.cast(ours[1], tf.float32), ref[1], rtol=0.05, atol=0.05)
