@@ -71,8 +71,9 @@ class Trainer:
     if config.batch_size % self.strategy.num_replicas_in_sync:
       raise ValueError(f"--batch_size={config.batch_size}: must be divisible by the "
                        f"{self.strategy.num_replicas_in_sync} replicas")
-    if config.precision == "mixed_bfloat16":
-      keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    # Global Keras state: the dtype policy of new layers, and the seed of weight initialisers.
+    keras.mixed_precision.set_global_policy(config.precision)
+    keras.utils.set_random_seed(config.seed)
     with self.strategy.scope():
       self.model = SVG(config)
       self.optimizer = keras.optimizers.Adam(learning_rate=config.lr, beta_1=config.beta1,
