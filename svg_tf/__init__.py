@@ -2,6 +2,7 @@
 
 Modules: `config` (every hyperparameter, per-dataset presets), `frame_nets` (DCGAN/VGG frame
 encoders and decoders), `recurrent` (LSTM stacks, Gaussian LSTMs returning tfp distributions),
-`model` (the SVG model: teacher-forced training pass and sampling), `losses`, `training`
-(distribution strategy, train step, checkpointed loop), `media` (GIFs and image grids).
+`distributions`, `losses`, `model` (the SVG model: teacher-forced training pass, sampling,
+reconstruction), `training` (distribution strategy, train step, checkpointed loop), `previews` and
+`media` (sample panels, GIFs and image grids).
 """

@@ -78,7 +78,8 @@ class Trainer:
       self.model = SVG(config)
       self.optimizer = keras.optimizers.Adam(learning_rate=config.lr, beta_1=config.beta1,
                                              beta_2=config.beta2, epsilon=config.adam_epsilon)
-      # Keras 3 optimisers must be built inside the scope before a replicated step (DEVELOPERS.md).
+      # A Keras 3 optimizer first built inside a replicated step fails under MirroredStrategy
+      # ("You must feed a value for placeholder tensor"): build it here, inside the scope.
       self.optimizer.build(self.model.trainable_variables)
     self._replica_step_fn = tf.function(self._replica_step, jit_compile=True) if jit_compile else (
         self._replica_step)
