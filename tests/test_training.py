@@ -127,3 +127,19 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tiny_confi
     training.train(config.replace(train_steps=4), model_dir, _fixed_batches(bad), options=options)
   state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
   assert state.model_checkpoint_path.endswith("ckpt-2")
+
+
+def test_training_batches_from_tfrecords_are_windows_of_the_records(tiny_config, tmp_path):
+  from pipelines import smmnist
+  data_dir = str(tmp_path / "data")
+  smmnist.write_tfrecords(data_dir, "train", num_sequences=6, seq_len=8, seed=0,
+                          examples_per_shard=3)
+  records = np.stack([f.numpy() for f in smmnist.tfrecord_dataset(data_dir)])  # (6, 8, 64, 64, 1)
+  batch = next(iter(inputs.train_input_fn(tiny_config, data_dir=data_dir)(
+      tf.distribute.InputContext(), 0))).numpy()
+  assert batch.shape == (4, tiny_config.seq_len, 64, 64, 1)
+  for video in batch:  # each is seq_len consecutive frames of one record
+    assert any(np.array_equal(video, r[s:s + tiny_config.seq_len])
+               for r in records for s in range(8 - tiny_config.seq_len + 1))
+  with pytest.raises(ValueError, match="holds sequences of 8 frames; training needs n_past \\+ n_future = 9"):
+    inputs.train_input_fn(tiny_config.replace(n_future=7), data_dir=data_dir)
