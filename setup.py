@@ -22,6 +22,7 @@ setup(
         "pillow>=10",
         "imageio>=2.30",
         "matplotlib>=3.8",
+        "scipy>=1.11",  # matrix square root for the Frechet distance (FVD)
     ],
     extras_require={"test": ["pytest>=8"]},
 )

@@ -6,12 +6,22 @@ it starts the stream at `start_index` so a resumed run continues with the sequen
 seen. Only SM-MNIST has a pipeline so far; BAIR and KTH raise a clear error.
 """
 
+import dataclasses
 from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from pipelines import mnist_digits, smmnist, tfrecord
+
+@dataclasses.dataclass
+class TestVideos:
+  """A fixed test set: frames (V, T, H, W, C) float32 in [0, 1] and, for SM-MNIST, trajectories."""
+  frames: np.ndarray
+  positions: Optional[np.ndarray] = None  # (V, T, digits, 2) top-left (y, x) of each digit
+  wall_hits: Optional[np.ndarray] = None  # (V, T, digits) bool
+  digit_indices: Optional[np.ndarray] = None  # (V, digits) into the MNIST test split
+
 
 InputFn = Callable[[tf.distribute.InputContext, int], tf.data.Dataset]
 
@@ -71,3 +81,39 @@ def preview_videos(config, count: int, mnist_path: Optional[str] = None,
       smmnist.generate_sequence(smmnist.sequence_rng(seed, i), digits.images, length,
                                 config.num_digits, deterministic=config.deterministic_bounce).frames
       for i in range(count)])
+
+
+def test_videos(config, num_frames: int, data_dir: Optional[str] = None,
+                max_videos: Optional[int] = None, mnist_path: Optional[str] = None,
+                seed: int = 42, num_videos: int = 5000) -> TestVideos:
+  """The fixed test set evaluation scores, in file order: the first `num_frames` of each video.
+
+  SM-MNIST: the TFRecords of `python -m pipelines.smmnist --split=test --seed=42 ...` in
+  `data_dir`, or, without it, the same sequences generated here (test digits, (seed, i) for
+  i < num_videos), positions and wall hits included.
+  """
+  _require_smmnist(config)
+  count = num_videos if max_videos is None else min(max_videos, num_videos)
+  if data_dir:
+    info = tfrecord.read_info(data_dir)
+    if info.get("seq_len", 0) < num_frames:
+      raise ValueError(f"--data_dir={data_dir} holds {info.get('seq_len')}-frame videos; the "
+                       f"evaluation needs n_past + n_future = {num_frames}")
+    records = tfrecord.video_dataset(data_dir, shuffle_files=False)
+    if max_videos is not None:
+      records = records.take(max_videos)
+    frames, positions, hits, indices = [], [], [], []
+    for r in records.as_numpy_iterator():
+      frames.append(r["frames"][:num_frames].astype(np.float32) / 255.0)
+      positions.append(r["positions"][:num_frames])
+      hits.append(r["wall_hits"][:num_frames])
+      indices.append(r["digit_indices"])
+    return TestVideos(np.stack(frames), np.stack(positions), np.stack(hits), np.stack(indices))
+  digits = mnist_digits.load_digits("test", mnist_path)
+  sequences = [smmnist.generate_sequence(smmnist.sequence_rng(seed, i), digits.images, num_frames,
+                                         config.num_digits, deterministic=config.deterministic_bounce)
+               for i in range(count)]
+  return TestVideos(np.stack([s.frames for s in sequences]),
+                    np.stack([s.positions for s in sequences]),
+                    np.stack([s.wall_hits for s in sequences]),
+                    np.stack([s.digit_indices for s in sequences]))

@@ -139,7 +139,8 @@ class SVG(keras.Model):
     return terms
 
   # ------------------------------------------------------------------------------------- sampling
-  def generate(self, context, n_future: int, noise=None, bn_mode: Optional[str] = None):
+  def generate(self, context, n_future: int, noise=None, bn_mode: Optional[str] = None,
+               return_prior_std: bool = False):
     """Samples futures given context frames (the reference's `generate_svg_lp.make_gifs` (b)).
 
     During the n_past context frames, z comes from the posterior (sampled) as in the reference;
@@ -151,8 +152,10 @@ class SVG(keras.Model):
       n_future: frames to generate.
       noise: (n_past - 1 + n_future, batch, z_dim) standard normal; None for det.
       bn_mode: "moving" or "batch" BatchNorm statistics; defaults to config.generation_bn.
+      return_prior_std: also return the prior's standard deviation at each generated step, averaged
+        over z (batch, n_future): what the paper's Fig. 6 plots (1 for fp, 0 for det).
     Returns:
-      (batch, n_future, H, W, C) generated frames.
+      (batch, n_future, H, W, C) generated frames [, prior std].
     """
     x = _time_major(tf.convert_to_tensor(context, tf.float32))
     h, skips = self.encoder(x, bn_mode=self._gen_bn(bn_mode))
@@ -160,7 +163,8 @@ class SVG(keras.Model):
     if self.config.model != "det" and x.shape[0] > 1:
       q, _ = self.posterior.sequence(h[1:])
       z_context = distributions.reparameterized_sample(q, noise[:x.shape[0] - 1])
-    return self._rollout(h, skips, n_future, z_context, noise, bn_mode)
+    frames, prior_std = self._rollout(h, skips, n_future, z_context, noise, bn_mode)
+    return (frames, prior_std) if return_prior_std else frames
 
   def reconstruct(self, frames, n_past: int, bn_mode: Optional[str] = None):
     """Approximate-posterior reconstruction (the reference's `plot_rec`): z_t is the posterior mean
@@ -176,7 +180,7 @@ class SVG(keras.Model):
       z = self.posterior.sequence(h_all[1:])[0].mean()  # (T-1, batch, z)
     h, skips = h_all[:n_past], [s[:n_past] for s in skips_all]
     z_context = None if z is None else z[:n_past - 1]
-    return self._rollout(h, skips, x.shape[0] - n_past, z_context, z, bn_mode, z_given=True)
+    return self._rollout(h, skips, x.shape[0] - n_past, z_context, z, bn_mode, z_given=True)[0]
 
   def _gen_bn(self, bn_mode):
     mode = bn_mode or self.config.generation_bn
@@ -184,6 +188,8 @@ class SVG(keras.Model):
 
   def _rollout(self, h, skips, n_future, z_context, z_or_noise, bn_mode, z_given=False):
     """Runs the recurrences through the context, then generates n_future frames one by one.
+
+    Returns (frames (batch, n_future, H, W, C), prior std averaged over z (batch, n_future)).
 
     h (n_past, batch, g) and skips are the context encodings; z_context (n_past-1, batch, z) the
     latents of the context steps; z_or_noise is indexed by step-1: noise for the prior, or the
@@ -206,7 +212,8 @@ class SVG(keras.Model):
       skip_index = skip_source(n_past, n_past, c.skip_rule)
     skip = [s[skip_index:skip_index + 1] for s in skips]  # (1, batch, h, w, c) each
     h_t = h[-1]
-    outputs = []
+    outputs, prior_std = [], []
+    fixed_std = tf.fill([batch], 0.0 if c.model == "det" else 1.0)
     for t in range(n_past, n_past + n_future):
       inputs = h_t
       if c.model != "det":
@@ -215,6 +222,7 @@ class SVG(keras.Model):
         elif c.model == "lp":
           p, prior_state = self.prior.step(h_t, prior_state)
           z = distributions.reparameterized_sample(p, z_or_noise[t - 1])
+          prior_std.append(tf.reduce_mean(p.stddev(), axis=-1))
         else:
           z = z_or_noise[t - 1]
         inputs = tf.concat([h_t, z], axis=-1)
@@ -226,4 +234,6 @@ class SVG(keras.Model):
         h_t = h_next[0]
         if c.skip_rule == "previous_frame":
           skip = feats
-    return tf.stack(outputs, axis=1)  # (batch, n_future, H, W, C)
+    if len(prior_std) < len(outputs):  # fp, det or given latents: nothing learned to report
+      prior_std = [fixed_std] * len(outputs)
+    return tf.stack(outputs, axis=1), tf.stack(prior_std, axis=1)  # (batch, n_future, ...)

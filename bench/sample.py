@@ -1,0 +1,65 @@
+"""Sampling speed of the full-size model, printed as one JSON line.
+
+Counts generated frames as the PyTorch yardstick's --generate does (batch x n_future per call),
+after warm-up, for the batched sampler that evaluate.py uses. Compare with
+`python ../shared/bench/torch_svg_ref.py --dataset smmnist --batch 16 --threads 2 --generate`.
+
+  python bench/sample.py --dataset=smmnist --batch_size=16 [--precision=mixed_bfloat16]
+"""
+
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from svg_tf import config as config_lib  # noqa: E402
+from svg_tf.evaluation import Sampler  # noqa: E402
+from svg_tf.model import SVG  # noqa: E402
+
+# The yardstick's generation horizons (torch_svg_ref.py: gen_n_past, gen_n_future).
+HORIZONS = {"smmnist": (5, 25), "bair": (2, 28), "kth": (10, 30)}
+
+flags.DEFINE_enum("dataset", "smmnist", sorted(config_lib.PRESETS), "Preset to time.")
+flags.DEFINE_integer("batch_size", 16, "Sequences generated per call.")
+flags.DEFINE_enum("precision", "float32", list(config_lib.PRECISIONS), "Keras dtype policy.")
+flags.DEFINE_integer("steps", 10, "Timed calls after warm-up.")
+flags.DEFINE_integer("warmup", 2, "Untimed calls (the first traces the graph).")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  config = config_lib.preset(FLAGS.dataset, precision=FLAGS.precision, torch_lstm_bias=True)
+  keras.mixed_precision.set_global_policy(config.precision)
+  model = SVG(config)
+  n_past, n_future = HORIZONS[FLAGS.dataset]
+  sampler = Sampler(model, n_past, n_future, chunk_size=FLAGS.batch_size)
+  shape = (FLAGS.batch_size, n_past, config.image_size, config.image_size, config.channels)
+  context = np.random.RandomState(0).rand(*shape).astype(np.float32)
+  times = []
+  for i in range(FLAGS.warmup + FLAGS.steps):
+    start = time.perf_counter()
+    sampler.sample(context, 1, seed=i)
+    if i >= FLAGS.warmup:
+      times.append(time.perf_counter() - start)
+  median = statistics.median(times)
+  print(json.dumps({
+      "framework": "tensorflow", "mode": "generate", "precision": FLAGS.precision,
+      "dataset": FLAGS.dataset, "batch": FLAGS.batch_size, "n_past": n_past, "n_future": n_future,
+      "step_ms_median": round(1000 * median, 2),
+      "frames_per_s": round(FLAGS.batch_size * n_future / median, 2),
+      "step_ms_min": round(1000 * min(times), 2), "tensorflow": tf.__version__,
+  }))
+
+
+if __name__ == "__main__":
+  app.run(main)

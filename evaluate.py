@@ -1,0 +1,88 @@
+"""Scores trained SVG models with the paper's protocol and draws its figures.
+
+  python evaluate.py --model_dir=runs/smmnist_lp --data_dir=data/smmnist_test --num_samples=100 --out=eval/lp
+  python evaluate.py --model_dir=runs/smmnist_lp --model_dir=runs/smmnist_det --out=eval/both
+  python evaluate.py --compare=eval/lp/metrics.json --compare=eval/det/metrics.json --out=eval/plots
+
+For every test video: condition on n_past frames, draw num_samples futures (SVG-LP: learned prior,
+SVG-FP: N(0, I), deterministic: one future), score predicted frames only (SSIM and PSNR per
+frame), keep each metric's best sample by its mean over time, report means and 95% intervals over
+videos. Writes OUT/metrics.json, OUT/per_video.csv and the figures (PNG and PDF); with several
+models, one sub-folder per model and the comparison plots in OUT.
+"""
+
+import json
+import os
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+
+# SRVP's evaluation horizons (longer than training, to show generalisation).
+HORIZONS = {"smmnist": (5, 20), "kth": (10, 30), "bair": (2, 28)}
+
+flags.DEFINE_multi_string("model_dir", [], "train.py run directory; repeat for several models")
+flags.DEFINE_multi_string("compare", [], "metrics.json files of earlier evaluations to plot too")
+flags.DEFINE_string("out", None, "Output folder")
+flags.DEFINE_string("data_dir", None, "Test TFRecords (SM-MNIST: `python -m pipelines.smmnist "
+                    "--split=test --seed=42 ...`); default: the same seeded test set generated here")
+flags.DEFINE_integer("num_samples", 100, "Futures drawn per test video (1 for the deterministic model)")
+flags.DEFINE_integer("max_videos", None, "Score only the first K test videos")
+flags.DEFINE_integer("n_past", None, "Context frames (default per dataset: smmnist 5, kth 10, bair 2)")
+flags.DEFINE_integer("n_future", None, "Predicted frames (default: smmnist 20, kth 30, bair 28)")
+flags.DEFINE_enum("ssim", "tf", ["tf", "reference"], "tf: tf.image.ssim only; reference: also the "
+                  "reference's SSIM (7x7 uniform window, data_range 2), reported as ssim_reference")
+flags.DEFINE_enum("generation_bn", None, ["moving", "batch"], "BatchNorm statistics when sampling "
+                  "(default: the run's config, moving unless trained otherwise)")
+flags.DEFINE_integer("seed", 1, "Seed of the sampled latents")
+flags.DEFINE_integer("chunk_size", 256, "(video, sample) rows per sampling call (bounds memory)")
+flags.DEFINE_integer("videos_per_batch", 8, "Test videos scored together")
+flags.DEFINE_integer("num_figure_videos", 4, "Test videos drawn in the sample figures")
+flags.DEFINE_string("lpips_path", None, "Optional LPIPS SavedModel (see svg_tf/metrics.py)")
+flags.DEFINE_string("i3d_path", None, "Optional I3D SavedModel for FVD (see svg_tf/metrics.py)")
+flags.DEFINE_string("mnist_path", None, "SM-MNIST digits: a Keras-format mnist.npz")
+flags.DEFINE_integer("cpu_replicas", 0, "Without GPUs: sample on N logical CPU devices")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.out:
+    raise app.UsageError("--out is required")
+  if not FLAGS.model_dir and not FLAGS.compare:
+    raise app.UsageError("nothing to do: pass --model_dir=DIR (repeatable) and/or --compare=FILE")
+  for name in ("num_samples", "chunk_size", "videos_per_batch"):
+    if FLAGS[name].value < 1:
+      raise app.UsageError(f"--{name}={FLAGS[name].value}: must be at least 1")
+
+  from svg_tf import evaluation, training  # TensorFlow starts here
+
+  strategy = training.make_strategy(FLAGS.cpu_replicas)
+  curves = {}
+  for path in FLAGS.compare:
+    with open(path) as f:
+      saved = json.load(f)
+    curves[saved.get("label", os.path.basename(os.path.dirname(os.path.abspath(path))))] = saved
+  several = len(FLAGS.model_dir) > 1
+  for model_dir in FLAGS.model_dir:
+    label = os.path.basename(os.path.normpath(model_dir))
+    out = os.path.join(FLAGS.out, label) if several else FLAGS.out
+    curves[label] = evaluation.evaluate_run(
+        model_dir, out, horizons=HORIZONS, n_past=FLAGS.n_past, n_future=FLAGS.n_future,
+        data_dir=FLAGS.data_dir, num_samples=FLAGS.num_samples, max_videos=FLAGS.max_videos,
+        reference_ssim=FLAGS.ssim == "reference", bn_mode=FLAGS.generation_bn, seed=FLAGS.seed,
+        chunk_size=FLAGS.chunk_size, videos_per_batch=FLAGS.videos_per_batch,
+        num_figure_videos=FLAGS.num_figure_videos, lpips_path=FLAGS.lpips_path,
+        i3d_path=FLAGS.i3d_path, mnist_path=FLAGS.mnist_path, strategy=strategy, label=label)
+    logging.info("%s: SSIM %.4f +- %.4f, PSNR %.2f +- %.2f dB over %d videos", label,
+                 curves[label]["ssim"]["mean"], curves[label]["ssim"]["ci95"],
+                 curves[label]["psnr"]["mean"], curves[label]["psnr"]["ci95"],
+                 curves[label]["num_videos"])
+  if len(curves) > 1 or not FLAGS.model_dir:
+    for path in evaluation.plot_comparison(curves, FLAGS.out):
+      logging.info("wrote %s", path)
+  print(f"results in {os.path.abspath(FLAGS.out)}")
+
+
+if __name__ == "__main__":
+  app.run(main)

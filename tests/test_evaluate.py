@@ -1,0 +1,125 @@
+"""The evaluation protocol end to end: sampler, best-of-N scoring, outputs, figures, CLI."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pipelines import inputs
+from svg_tf import evaluation, training
+from svg_tf.model import SVG
+from tests.conftest import ROOT
+
+
+class PerfectSampleSampler:
+  """Returns noise for every sample except sample 2, which is the true future."""
+
+  def __init__(self, truth, n_past, n_future):
+    self.truth, self.n_past, self.n_future = truth, n_past, n_future
+
+  def sample(self, context, num_samples, seed, video_ids):
+    rng = np.random.default_rng(0)
+    shape = (len(video_ids), num_samples, self.n_future) + self.truth.shape[2:]
+    out = rng.random(shape).astype(np.float32)
+    out[:, 2] = self.truth[video_ids]
+    return out, np.ones(out.shape[:3], np.float32)
+
+
+def test_best_sample_is_found_and_context_frames_are_never_scored():
+  rng = np.random.default_rng(1)
+  frames = rng.random((5, 7, 16, 16, 1)).astype(np.float32)  # 3 context + 4 predicted
+  truth = frames[:, 3:]
+  videos = inputs.TestVideos(frames)
+  scores = evaluation.score(PerfectSampleSampler(truth, 3, 4), videos, num_samples=4,
+                            videos_per_batch=2, keep=2)
+  for metric in ("ssim", "psnr"):
+    assert scores.best[metric].shape == (5, 4)  # predicted frames only
+    assert np.all(scores.best_index[metric] == 2)
+  np.testing.assert_allclose(scores.best["ssim"], 1.0, atol=1e-5)
+  np.testing.assert_allclose(scores.kept_best, truth[:2])
+  summary = evaluation.summary(scores, n_past=3)
+  assert len(summary["ssim"]["per_frame_mean"]) == 4 and summary["num_videos"] == 5
+
+
+def test_sampler_results_do_not_depend_on_chunking_or_batch(tiny_config):
+  model = SVG(tiny_config)
+  context = np.random.default_rng(2).random((3, 2, 64, 64, 1)).astype(np.float32)
+  big = evaluation.Sampler(model, 2, 3, chunk_size=64)
+  small = evaluation.Sampler(model, 2, 3, chunk_size=2)
+  a, std_a = big.sample(context, 4, seed=7)
+  b, _ = small.sample(context, 4, seed=7)
+  assert a.shape == (3, 4, 3, 64, 64, 1) and std_a.shape == (3, 4, 3)
+  np.testing.assert_allclose(a, b, atol=1e-5)
+  alone, _ = big.sample(context[1:2], 4, seed=7, video_ids=[1])  # same video, alone
+  np.testing.assert_allclose(alone[0], a[1], atol=1e-5)
+  assert np.all(std_a > 0)
+
+
+def test_two_replicas_sample_what_one_does(tiny_config):
+  model = SVG(tiny_config)
+  context = np.random.default_rng(3).random((3, 2, 64, 64, 1)).astype(np.float32)
+  one, _ = evaluation.Sampler(model, 2, 2, chunk_size=8).sample(context, 3, seed=1)
+  two_strategy = training.make_strategy(cpu_replicas=2)
+  with two_strategy.scope():
+    mirrored = SVG(tiny_config)
+  for a, b in zip(model.variables, mirrored.variables):
+    b.assign(a.numpy())
+  two, _ = evaluation.Sampler(mirrored, 2, 2, chunk_size=8, strategy=two_strategy).sample(
+      context, 3, seed=1)
+  np.testing.assert_allclose(two, one, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  """A tiny SVG-LP trained for 2 steps on SM-MNIST, and its run directory."""
+  from svg_tf import config
+  cfg = config.preset("smmnist", base_filters=4, g_dim=8, rnn_size=16, z_dim=3, batch_size=4,
+                      n_past=2, n_future=3, train_steps=2)
+  model_dir = str(tmp_path_factory.mktemp("run") / "lp")
+  training.train(cfg, model_dir, inputs.train_input_fn(cfg))
+  return model_dir
+
+
+def test_evaluate_run_writes_metrics_csv_and_figures(trained_run, tmp_path):
+  out = str(tmp_path / "eval")
+  result = evaluation.evaluate_run(trained_run, out, horizons={"smmnist": (2, 4)}, num_samples=3,
+                                   max_videos=3, reference_ssim=True, num_figure_videos=2)
+  saved = json.load(open(os.path.join(out, "metrics.json")))
+  assert saved["checkpoint_step"] == 2 and saved["num_videos"] == 3 and saved["num_samples"] == 3
+  assert saved["n_past"] == 2 and saved["n_future"] == 4 and saved["batchnorm"] == "moving"
+  for metric in ("ssim", "psnr", "ssim_reference"):
+    assert len(saved[metric]["per_frame_mean"]) == 4 and len(saved[metric]["per_frame_ci95"]) == 4
+    assert np.isfinite(saved[metric]["mean"]) and saved[metric]["ci95"] >= 0
+  assert "never downloaded" in saved["lpips"]["note"] and "never downloaded" in saved["fvd"]["note"]
+  assert "ratio" in saved["prior_std_at_wall_hits"]
+  assert result["ssim"]["mean"] == saved["ssim"]["mean"]
+  rows = list(csv.DictReader(open(os.path.join(out, "per_video.csv"))))
+  assert len(rows) == 3 and 0 <= int(rows[0]["ssim_best_sample"]) < 3
+  for name in ("ssim_per_frame.png", "ssim_per_frame.pdf", "psnr_per_frame.png",
+               "prior_std.png", "displacements.png", "samples_000.gif"):
+    assert os.path.getsize(os.path.join(out, name)) > 0, name
+
+
+def test_cli_compares_models(trained_run, tmp_path):
+  first = tmp_path / "first"
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  cmd = [sys.executable, os.path.join(ROOT, "evaluate.py"), f"--model_dir={trained_run}",
+         "--num_samples=2", "--max_videos=2", "--n_past=2", "--n_future=3"]
+  out = subprocess.run(cmd + [f"--out={first}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "evaluate | 2/2 videos" in out.stderr
+  both = tmp_path / "both"
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"),
+                        f"--compare={first}/metrics.json", f"--compare={first}/metrics.json",
+                        f"--out={both}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert (both / "ssim_per_frame.png").stat().st_size > 0
+  bad = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), f"--out={both}"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert bad.returncode != 0 and "--model_dir" in bad.stderr
