@@ -123,3 +123,22 @@ def test_cli_compares_models(trained_run, tmp_path):
   bad = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), f"--out={both}"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
   assert bad.returncode != 0 and "--model_dir" in bad.stderr
+
+
+def test_lpips_and_fvd_from_user_savedmodels(trained_run, tmp_path):
+  """With local SavedModels given, metrics.json holds LPIPS (best of N, lower is better) and FVD."""
+  import tensorflow as tf
+  from tests.test_metrics import _FakeI3d, _FakeLpips
+  paths = {}
+  for name, module in (("lpips", _FakeLpips()), ("i3d", _FakeI3d())):
+    paths[name] = str(tmp_path / name)
+    tf.saved_model.save(module, paths[name], signatures={"serving_default": module.__call__})
+  out = str(tmp_path / "eval")
+  evaluation.evaluate_run(trained_run, out, horizons={"smmnist": (2, 3)}, num_samples=2,
+                          max_videos=3, num_figure_videos=1, lpips_path=paths["lpips"],
+                          i3d_path=paths["i3d"])
+  saved = json.load(open(os.path.join(out, "metrics.json")))
+  assert len(saved["lpips"]["per_frame_mean"]) == 3 and saved["lpips"]["mean"] > 0
+  assert np.isfinite(saved["fvd"]["value"]) and saved["fvd"]["value"] >= 0
+  rows = list(csv.DictReader(open(os.path.join(out, "per_video.csv"))))
+  assert "lpips_best_sample" in rows[0]
