@@ -141,5 +141,6 @@ def test_training_batches_from_tfrecords_are_windows_of_the_records(tiny_config,
   for video in batch:  # each is seq_len consecutive frames of one record
     assert any(np.array_equal(video, r[s:s + tiny_config.seq_len])
                for r in records for s in range(8 - tiny_config.seq_len + 1))
-  with pytest.raises(ValueError, match="holds sequences of 8 frames; training needs n_past \\+ n_future = 9"):
+  too_long = "holds sequences of 8 frames; training needs n_past \\+ n_future = 9"
+  with pytest.raises(ValueError, match=too_long):
     inputs.train_input_fn(tiny_config.replace(n_future=7), data_dir=data_dir)
