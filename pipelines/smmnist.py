@@ -371,7 +371,7 @@ def write_preview(path_prefix: str, split: str, count: int, seq_len: int, seed: 
   parent = os.path.dirname(path_prefix)
   if parent:
     tf.io.gfile.makedirs(parent)
-  tfrecord.write_file_atomic(path_prefix + '.npz', buffer.getvalue())
+  media.write_file_atomic(path_prefix + '.npz', buffer.getvalue())
   shown = videos[:PREVIEW_GIF_MAX]  # the npz holds all K; a GIF of thousands of tiles helps nobody
   media.save_gif(path_prefix + '.gif', media.tile_videos(shown, ncols=min(len(shown), 8)), fps=4)
   logging.info('preview | %d sequences | %s.npz | %s.gif', count, path_prefix, path_prefix)

@@ -26,6 +26,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from svg_tf.media import write_file_atomic
+
 INFO_FILE = 'dataset_info.json'
 SHARD_SUFFIX = '.tfrecord'
 SHARD_PATTERN = '*-?????-of-?????' + SHARD_SUFFIX
@@ -116,18 +118,6 @@ def _merge_description(spec: Optional[Dict[str, Any]], new: Dict[str, Any], inde
       raise ValueError(f'{where}: extra {name!r} rank differs from the first example')
     spec['extras'][name]['shape'] = _merge_shape(spec['extras'][name]['shape'], e['shape'])
   return spec
-
-
-def write_file_atomic(path: str, data: Union[bytes, str]) -> None:
-  """Writes `data` to a temporary name beside `path`, then renames it over `path`."""
-  tmp = f'{path}.tmp-{uuid.uuid4().hex}'
-  try:
-    with tf.io.gfile.GFile(tmp, 'wb') as f:
-      f.write(data.encode() if isinstance(data, str) else data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)  # os.replace on local disks
-  finally:
-    if tf.io.gfile.exists(tmp):
-      tf.io.gfile.remove(tmp)
 
 
 def shard_name(prefix: str, index: int, num_shards: int) -> str:

@@ -22,7 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from pipelines.inputs import TestVideos
-from svg_tf import metrics
+from svg_tf import media, metrics
 from svg_tf.config import SVGConfig
 from svg_tf.model import SVG
 
@@ -86,11 +86,12 @@ class Sampler:
       context = np.concatenate([context, np.repeat(context[-1:], pad, axis=0)])
       noise = np.concatenate([noise, np.repeat(noise[:, -1:], pad, axis=1)], axis=1)
     per = (rows + pad) // replicas
-    ctx_dist = self.strategy.experimental_distribute_values_from_function(
-        lambda c: context[c.replica_id_in_sync_group * per:(c.replica_id_in_sync_group + 1) * per])
+    def split(rows_first):  # replica r gets rows [r * per, (r + 1) * per)
+      return self.strategy.experimental_distribute_values_from_function(
+          lambda ctx: rows_first[ctx.replica_id_in_sync_group * per:][:per])
     noise_dist = self.strategy.experimental_distribute_values_from_function(
-        lambda c: noise[:, c.replica_id_in_sync_group * per:(c.replica_id_in_sync_group + 1) * per])
-    frames, std = self._replicated(ctx_dist, noise_dist)
+        lambda ctx: noise[:, ctx.replica_id_in_sync_group * per:][:, :per])
+    frames, std = self._replicated(split(context), noise_dist)
     frames = self.strategy.gather(frames, axis=0).numpy()[:rows]
     std = self.strategy.gather(std, axis=0).numpy()[:rows]
     return frames, std
@@ -195,18 +196,11 @@ def write_per_video_csv(path: str, scores: Scores):
   for v in range(scores.best[names[0]].shape[0]):
     cells = [f"{scores.best[n][v].mean():.6f},{int(scores.best_index[n][v])}" for n in names]
     lines.append(f"{v}," + ",".join(cells))
-  _write_text(path, "\n".join(lines) + "\n")
-
-
-def _write_text(path: str, text: str):
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  media.write_file_atomic(path, "\n".join(lines) + "\n")
 
 
 def write_json(path: str, values: Dict):
-  _write_text(path, json.dumps(values, indent=2, sort_keys=True))
+  media.write_file_atomic(path, json.dumps(values, indent=2, sort_keys=True))
 
 
 def shared_trajectory_videos(positions: np.ndarray, digit_images: np.ndarray, count: int,

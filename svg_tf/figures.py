@@ -10,7 +10,7 @@ Figures are drawn on `matplotlib.figure.Figure` with the Agg canvas, never throu
 display is needed and no global backend or figure registry is touched (importing this module does
 not switch a notebook's backend; safe inside training processes and threads). Every
 file is rendered to memory and written atomically (temporary name in the same folder, then rename)
-by `media._write_atomic`, which also creates the parent folders; PDFs carry no creation date, so
+by `media.write_file_atomic`, which also creates the parent folders; PDFs carry no creation date, so
 the same data gives the same bytes.
 """
 
@@ -46,7 +46,7 @@ def _save_figure(fig: Figure, out_prefix: str) -> Tuple[str, str]:
     buffer = io.BytesIO()
     fig.savefig(buffer, format=ext, dpi=_DPI, metadata=metadata, bbox_inches='tight')
     path = f'{out_prefix}.{ext}'
-    media._write_atomic(path, buffer.getvalue())  # pylint: disable=protected-access
+    media.write_file_atomic(path, buffer.getvalue())
     paths.append(path)
   return paths[0], paths[1]
 

@@ -107,14 +107,18 @@ def tile_videos(videos,
   return grid
 
 
-def _write_atomic(path: str, data: bytes) -> None:
+def write_file_atomic(path: str, data: Union[bytes, str]) -> None:
+  """Writes `data` to a temporary name beside `path` (parents created), then renames it over `path`.
+
+  A crash never leaves a half-written file under the final name; works on local disks and GCS.
+  """
   parent = os.path.dirname(path)
   if parent:
     tf.io.gfile.makedirs(parent)
   tmp = f'{path}.tmp-{uuid.uuid4().hex}'
   try:
     with tf.io.gfile.GFile(tmp, 'wb') as f:
-      f.write(data)
+      f.write(data.encode() if isinstance(data, str) else data)
     tf.io.gfile.rename(tmp, path, overwrite=True)  # os.replace on local disks
   finally:
     if tf.io.gfile.exists(tmp):
@@ -144,11 +148,11 @@ def save_gif(path: str, frames, fps: float = 4) -> None:
   buffer = io.BytesIO()
   images[0].save(buffer, format='GIF', save_all=True, append_images=images[1:],
                  duration=int(round(1000 / fps)), loop=0)
-  _write_atomic(path, buffer.getvalue())
+  write_file_atomic(path, buffer.getvalue())
 
 
 def save_png(path: str, image) -> None:
   """Writes an image uint8 (or float [0, 1]) [H, W, 3|1] as PNG, atomically."""
   buffer = io.BytesIO()
   _pil_image(to_uint8(image)).save(buffer, format='PNG')
-  _write_atomic(path, buffer.getvalue())
+  write_file_atomic(path, buffer.getvalue())

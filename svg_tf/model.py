@@ -206,10 +206,7 @@ class SVG(keras.Model):
       _, pred_state = self.frame_predictor.sequence(inputs, pred_state)
       if self.prior is not None:
         _, prior_state = self.prior.sequence(h[:-1], prior_state)
-    if c.skip_rule == "previous_frame":
-      skip_index = n_past - 1
-    else:
-      skip_index = skip_source(n_past, n_past, c.skip_rule)
+    skip_index = skip_source(n_past, n_past, c.skip_rule)
     skip = [s[skip_index:skip_index + 1] for s in skips]  # (1, batch, h, w, c) each
     h_t = h[-1]
     outputs, prior_std = [], []

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from svg_tf import previews
+from svg_tf import media, previews
 from svg_tf.config import SVGConfig
 from svg_tf.model import SVG, sample_noise
 
@@ -152,11 +152,7 @@ def write_or_check_config(config: SVGConfig, model_dir: str):
     if diffs:
       raise ValueError(f"--model_dir={model_dir} holds a run with another configuration: "
                        + ", ".join(diffs) + "; use a new --model_dir")
-  tf.io.gfile.makedirs(model_dir)
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(config.to_json())
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  media.write_file_atomic(path, config.to_json())
 
 
 def checkpoint_manager(trainer: Trainer, model_dir: str, max_to_keep: int = 3):
