@@ -71,7 +71,7 @@ flags.DEFINE_enum("bair_camera", None, ["aux1", "main"], "BAIR: camera image_aux
                   "default) or image_main")
 flags.DEFINE_bool("use_actions", False, "BAIR: condition the frame predictor on the robot's action "
                   "at each step (beyond the paper; off by default)")
-flags.DEFINE_bool("skip_bad_records", False, "BAIR and SM-MNIST TFRecords (--data_dir): skip "
+flags.DEFINE_bool("skip_bad_records", False, "BAIR, converted KTH and SM-MNIST TFRecords: skip "
                   "bad records (a missing key, a wrong byte count or shape, the unreadable rest of "
                   "a truncated file), each logged with its file and index and counted, instead of "
                   "stopping with an error naming them")
@@ -192,6 +192,8 @@ def main(argv):
     try:
       if FLAGS.data_source == "native" and FLAGS.data_dir and FLAGS.dataset == "smmnist":
         tfrecord.explain_data_error(FLAGS.data_dir, err)
+      if FLAGS.data_source == "native" and FLAGS.dataset == "kth":
+        tfrecord.explain_data_error(os.path.join(FLAGS.data_dir, "train"), err)
       if FLAGS.data_source == "native" and FLAGS.dataset == "bair":
         bair.raise_bad_record(err, bair.split_files(FLAGS.data_dir, "train"))
     except (tfrecord.CorruptRecordError, bair.BadRecordError) as bad:

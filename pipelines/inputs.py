@@ -96,13 +96,11 @@ def train_input_fn(config, data_dir: Optional[str] = None, mnist_path: Optional[
   seq_len = config.seq_len
   if config.action_dim and config.dataset != "bair":
     raise ValueError(f"--use_actions: only BAIR has actions, not --dataset={config.dataset}")
-  if skip_bad_records and not (source == "native" and (
-      config.dataset == "bair" or (config.dataset == "smmnist" and data_dir))):
+  if skip_bad_records and not (source == "native" and (config.dataset != "smmnist" or data_dir)):
     raise ValueError("--skip_bad_records applies to the records that svg_tf reads from files: "
-                     "SM-MNIST TFRecords (--dataset=smmnist --data_dir=...) and BAIR; not to "
-                     + ("--data_source=tfds" if source == "tfds" else
-                        "SM-MNIST generated on the fly" if config.dataset == "smmnist"
-                        else f"--dataset={config.dataset}"))
+                     "SM-MNIST TFRecords (--dataset=smmnist --data_dir=...), BAIR and converted "
+                     "KTH; not to " + ("--data_source=tfds" if source == "tfds" else
+                                       "SM-MNIST generated on the fly"))
   if source == "tfds":
     from pipelines import tfds_builders  # pylint: disable=g-import-not-at-top
     return tfds_builders.train_input_fn(config, data_dir)
@@ -124,7 +122,8 @@ def train_input_fn(config, data_dir: Optional[str] = None, mnist_path: Optional[
 
     def make(ctx, seed):
       return kth.train_dataset(data_dir, seq_len, seed, num_shards=ctx.num_input_pipelines,
-                               shard_index=ctx.input_pipeline_id)
+                               shard_index=ctx.input_pipeline_id,
+                               skip_bad_records=skip_bad_records)
 
   def input_fn(ctx: tf.distribute.InputContext, start_index: int) -> tf.data.Dataset:
     batch = ctx.get_per_replica_batch_size(config.batch_size)

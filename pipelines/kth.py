@@ -732,7 +732,8 @@ def train_dataset(data_dir: str,
                   shard_index: int = 0,
                   shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
                   split: str = 'train',
-                  cycle_length: int = 4) -> tf.data.Dataset:
+                  cycle_length: int = 4,
+                  skip_bad_records: bool = False) -> tf.data.Dataset:
   """Infinite stream of random training windows {'frames': float32 [seq_len, S, S, 1] in [0, 1]}.
 
   Each pass visits every video record of this input pipeline once, in a shuffled order (shards
@@ -752,6 +753,9 @@ def train_dataset(data_dir: str,
     shuffle_buffer: windows held for shuffling (>= 1; 1 = no window shuffle).
     split: 'train' (default) or 'test' (random test windows, e.g. for a validation loss).
     cycle_length: shard files read at once.
+    skip_bad_records: drop bad records (logged once and counted in `tfrecord.skipped_records()`)
+      instead of failing. Either way a truncated or corrupted shard, or a record whose frames have
+      the wrong byte count or shape, is named by file and record index (`tfrecord.video_dataset`).
 
   Raises:
     NotConvertedError: data_dir is the raw download or not a finished conversion.
@@ -779,12 +783,13 @@ def train_dataset(data_dir: str,
                      f'{num_shards}) has a sub-sequence of seq_len={seq_len} frames; the longest '
                      f'sub-sequence has {longest}')
   size = info['image_size']
-  parse = tfrecord.make_parser(info['features'])
+  parse = tfrecord.checked_parser(info['features'], skip_bad_records)
   keep_table = tf.constant(keep)
+  counts = dict(zip(info['shards'], info['shard_counts']))
 
-  def records(file, offset):
-    return tf.data.TFRecordDataset(file).enumerate().map(
-        lambda i, record: (file, i, offset + i, record))
+  def records(file, offset, expected):
+    return tfrecord.counted_records(file, expected, skip_bad_records).map(
+        lambda file, i, record: (file, i, offset + i, record))
 
   def window(counter, example):
     key = tf.stack([tf.constant(seed, tf.int64), counter * num_shards + shard_index])
@@ -793,13 +798,18 @@ def train_dataset(data_dir: str,
     return {'frames': frames}
 
   ds = tf.data.Dataset.from_tensor_slices(
-      ([str(f) for f in files], np.array([offsets[os.path.basename(f)] for f in files], np.int64)))
+      ([str(f) for f in files],
+       np.array([offsets[os.path.basename(f)] for f in files], np.int64),
+       np.array([counts[os.path.basename(f)] for f in files], np.int64)))
   ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
   ds = ds.interleave(records, cycle_length=min(cycle_length, len(files)), block_length=1,
                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.filter(lambda file, index, global_index, record: tf.gather(keep_table, global_index))
   ds = ds.map(lambda file, index, global_index, record: parse(file, index, record),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if skip_bad_records:  # bytes that are not an Example: dropped, reported in TensorFlow's log
+    ds = ds.ignore_errors(log_warning=True)
+  ds = ds.filter(lambda keep, example: keep).map(lambda keep, example: example)
   ds = ds.enumerate().map(window, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if shuffle_buffer > 1:
     ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)

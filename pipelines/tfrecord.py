@@ -398,7 +398,7 @@ def _keep_or_fail(ok, file, index, reason_fn, skip_bad_records: bool, count=1):
     return tf.identity(ok)
 
 
-def _checked_parser(features: Optional[Mapping[str, Any]], skip_bad_records: bool):
+def checked_parser(features: Optional[Mapping[str, Any]], skip_bad_records: bool):
   """parse(file, index, record) -> (keep, dict(frames, file, index, **extras)).
 
   Checks, naming the file and record: the byte count of `frames` against prod(shape), and the
@@ -453,7 +453,7 @@ def make_parser(features: Optional[Mapping[str, Any]] = None):
   `frames` is checked against prod(shape), and the shape against the declared frame shape, failing
   with the file and record index in the message.
   """
-  checked = _checked_parser(features, skip_bad_records=False)
+  checked = checked_parser(features, skip_bad_records=False)
   return lambda file, index, record: checked(file, index, record)[1]
 
 
@@ -462,7 +462,7 @@ def _indexed_records(file):
   return tf.data.TFRecordDataset(file).enumerate().map(lambda i, r: (file, i, r))
 
 
-def _counted_records(file, expected, skip_bad_records: bool):
+def counted_records(file, expected, skip_bad_records: bool):
   """`_indexed_records` of a file that should hold `expected` records, checking that it does.
 
   TFRecordDataset stops at the first record it cannot read (truncated or corrupted file) with a
@@ -519,12 +519,12 @@ def video_dataset(data_dir: str,
   """
   info = read_info(data_dir)
   files = list_shards(data_dir)
-  checked = _checked_parser(info.get('features'), skip_bad_records)
+  checked = checked_parser(info.get('features'), skip_bad_records)
   counts = dict(zip(info.get('shards', []), info.get('shard_counts', [])))
   if all(os.path.basename(f) in counts for f in files):
     ds = tf.data.Dataset.from_tensor_slices(
         (files, np.array([counts[os.path.basename(f)] for f in files], np.int64)))
-    read = lambda file, expected: _counted_records(file, expected, skip_bad_records)
+    read = lambda file, expected: counted_records(file, expected, skip_bad_records)
   else:  # no counts to check against (a folder written by other code)
     ds = tf.data.Dataset.from_tensor_slices((files, np.full(len(files), -1, np.int64)))
     read = lambda file, expected: _indexed_records(file)

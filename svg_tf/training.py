@@ -682,7 +682,14 @@ def train(config: SVGConfig, model_dir: str, input_fn: InputFn,
             logging.warning("checkpoint of step %d postponed to the next applied step", step)
           save_pending = True
         else:
-          losses.flush()  # before the checkpoint: a resumed run drops lines beyond its step
+          try:  # before the checkpoint: a resumed run drops lines beyond its step
+            losses.flush()
+          except (tf.errors.OpError, OSError) as err:
+            raise CheckpointSaveError(
+                f"could not write {losses.path} before the checkpoint of step {step} "
+                f"({type(err).__name__}: {_first_line(err)}); the previous checkpoint "
+                f"({checkpoints.latest or 'none'}) and losses.jsonl are intact: make room and "
+                "rerun the same command to resume") from err
           path = checkpoints.save(step)
           save_pending = False
           logging.info("saved checkpoint %s", path)

@@ -9,6 +9,7 @@ import contextlib
 import filecmp
 import logging as std_logging
 import os
+import re
 import subprocess
 import sys
 
@@ -366,6 +367,48 @@ def test_train_dataset_errors(converted, raw):
   with pytest.raises(ValueError, match='shard_index'):
     kth.train_dataset(out, 5, seed=0, num_shards=2, shard_index=2)
   assert kth.read_converted_info(out, 'train')['image_size'] == 64
+
+
+def _damaged_copy(out, tmp_path, wrong_bytes=False):
+  """A copy of the conversion whose first train shard is cut inside its last record (record 1)
+  and, with wrong_bytes, whose second shard's record 0 has one frame byte too few."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  copy = str(tmp_path / 'kth')
+  shutil.copytree(out, copy)
+  shards = tfrecord.list_shards(os.path.join(copy, 'train'))
+  records = [r.numpy() for r in tf.data.TFRecordDataset(shards[0])]
+  with open(shards[0], 'rb+') as f:
+    f.truncate(sum(len(r) + 16 for r in records) - 7)  # 16 bytes of framing per record
+  if wrong_bytes:
+    records = [r.numpy() for r in tf.data.TFRecordDataset(shards[1])]
+    example = tf.train.Example.FromString(records[0])
+    frames = example.features.feature['frames'].bytes_list.value
+    frames[0] = frames[0][:-1]
+    records[0] = example.SerializeToString()
+    with tf.io.TFRecordWriter(shards[1]) as writer:
+      for r in records:
+        writer.write(r)
+  return copy, shards
+
+
+def test_bad_train_records_are_named_or_skipped_and_counted(converted, tmp_path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  copy, shards = _damaged_copy(converted[0], tmp_path, wrong_bytes=True)
+  with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+    _windows(copy, 24, seq_len=5, seed=3)
+  with pytest.raises(tfrecord.CorruptRecordError,
+                     match=rf'^({re.escape(shards[0])}: record 1: missing or unreadable, as '
+                           rf'every record after it: the file ends after 1 of its 2 records|'
+                           rf'{re.escape(shards[1])}: record 0: frames has \d+ bytes, shape '
+                           rf'\d+x64x64x1 needs \d+)'):
+    tfrecord.explain_data_error(os.path.join(copy, 'train'), caught.value)
+
+  tfrecord.reset_skipped_records()
+  windows = _windows(copy, 12, seq_len=5, seed=3, skip_bad_records=True)
+  names = {fixture.read_video_identity(np.round(w[0] * 255).astype(np.uint8)) for w in windows}
+  assert names == {TRAIN_NAMES[0]}  # the two damaged records are gone, the rest is intact
+  assert tfrecord.skipped_records() == {shards[0]: 1, shards[1]: 1}
 
 
 # --------------------------------------------------------------------------------------------------

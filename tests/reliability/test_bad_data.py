@@ -115,9 +115,6 @@ def test_skip_bad_records_drops_and_counts_each_once(mnist_npz, tmp_path):
 def test_skip_bad_records_needs_records(tiny_config, tmp_path):
   with pytest.raises(ValueError, match="not to SM-MNIST generated on the fly"):
     inputs.train_input_fn(tiny_config, skip_bad_records=True)
-  with pytest.raises(ValueError, match="not to --dataset=kth"):
-    inputs.train_input_fn(tiny_config.replace(dataset="kth"), data_dir=str(tmp_path),
-                          skip_bad_records=True)
   with pytest.raises(ValueError, match="not to --data_source=tfds"):
     inputs.train_input_fn(tiny_config, data_dir=str(tmp_path), skip_bad_records=True,
                           source="tfds")

@@ -60,3 +60,31 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_resumes(tiny_co
                           options=options)
   assert result["step"] == 4
   assert [e["step"] for e in training.read_losses(model_dir)] == [1, 2, 3, 4]
+
+
+def test_a_full_disk_at_the_loss_log_stops_cleanly_before_the_checkpoint(tiny_config, tmp_path,
+                                                                        monkeypatch):
+  """losses.jsonl is rewritten just before each checkpoint: a full disk there is the same clear
+  error as a failed save, and neither the loss log nor the previous checkpoint is touched."""
+  model_dir = str(tmp_path / "run")
+  frames = np.random.RandomState(5).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
+  options = training.LoopOptions(checkpoint_every=2)
+  training.train(tiny_config.replace(train_steps=2), model_dir, _fixed_batches(frames),
+                 options=options)
+  real_write = training.media.write_file_atomic
+
+  def full_disk(path, data, *args, **kwargs):
+    if path.endswith(training.LOSSES_FILE):
+      raise OSError(28, "No space left on device")
+    return real_write(path, data, *args, **kwargs)
+
+  monkeypatch.setattr(training.media, "write_file_atomic", full_disk)
+  with pytest.raises(training.CheckpointSaveError,
+                     match=r"could not write .*losses.jsonl before the checkpoint of step 4 "
+                           r"\(OSError: .*No space left on device\); the previous checkpoint "
+                           r"\(.*ckpt-2\) and losses.jsonl are intact"):
+    training.train(tiny_config.replace(train_steps=4), model_dir, _fixed_batches(frames),
+                   options=options)
+  monkeypatch.undo()
+  assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
+  assert [e["step"] for e in training.read_losses(model_dir)] == [1, 2]
