@@ -2,7 +2,8 @@
 
 The exported model is a tiny SVG-LP whose frame predictor weights are scaled up so that the latent
 visibly changes the frames (fresh N(0, 0.02) weights let z's effect vanish), with BatchNorm moving
-statistics set from one batch. It is exported once per session by the real `export.py` command.
+statistics set from one batch. It is exported once per session (`export.export_saved_model`, what
+`export.py` calls; the command itself is run in test_export_cli_writes_the_tf_serving_layout).
 """
 
 import contextlib
@@ -208,19 +209,32 @@ def test_reconstruction_uses_the_posterior_means_of_the_true_frames():
 
 
 # ------------------------------------------------------------------------------ layout, versions
-def test_export_run_writes_the_tf_serving_layout(tmp_path):
+def _export_cli(*args):
+  return subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), *args], cwd=ROOT,
+                        env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_export_cli_writes_the_tf_serving_layout(tmp_path):
   model = sensitised_model(config_lib.preset("smmnist", **TINY))
   model_dir, export_dir = str(tmp_path / "run"), str(tmp_path / "exports")
   write_run(model_dir, model)
-  path = export.export_run(model_dir, export_dir, "svg")
-  assert path == os.path.join(export_dir, "svg", "1")
-  assert os.listdir(os.path.join(export_dir, "svg")) == ["1"]  # no temporary folder left
+  flags = [f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--model_name=svg",
+           "--version=3", "--max_num_samples=50"]
+  out = _export_cli(*flags)
+  path = os.path.join(export_dir, "svg", "3")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f"exported {path}" in out.stdout
+  assert os.listdir(os.path.join(export_dir, "svg")) == ["3"]  # no temporary folder left
   assert {"assets.extra", "saved_model.pb", "variables"} <= set(os.listdir(path))
   extra = os.path.join(path, "assets.extra")
   assert os.path.getsize(os.path.join(extra, "tf_serving_warmup_requests")) > 0
   info = json.load(open(os.path.join(extra, "svg_export.json")))
-  assert info["checkpoint_step"] == 1 and info["limits"]["max_num_samples"] == 100
-  assert info["config"]["z_dim"] == 3 and info["version"] == 1
+  assert info["checkpoint_step"] == 1 and info["limits"]["max_num_samples"] == 50
+  assert info["config"]["z_dim"] == 3 and info["version"] == 3
+  again = _export_cli(*flags)  # the same version again: refused, the first export untouched
+  assert again.returncode != 0 and "Traceback" not in again.stderr
+  assert re.search(re.escape(path) + " already exists.*next free: 4", again.stderr)
+  assert os.listdir(os.path.join(export_dir, "svg")) == ["3"]
   context = moving_squares(2, 2, seed=3)
   served = tf.saved_model.load(path).signatures["serving_default"](**sample_request(context))
   expected = export.ServingFunctions(model).sample(context, 3, 2, 11)["frames"]
@@ -232,9 +246,7 @@ def test_export_cli_refuses_a_checkpoint_without_every_variable(tmp_path):
   model = SVG(config_lib.preset("smmnist", **TINY))
   model_dir, export_dir = str(tmp_path / "run"), str(tmp_path / "exports")
   write_run(model_dir, model, root=tf.train.Checkpoint(decoder=model.decoder))  # decoder only
-  out = subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), f"--model_dir={model_dir}",
-                        f"--export_dir={export_dir}"], cwd=ROOT, env=ENV, capture_output=True,
-                       text=True, timeout=300)
+  out = _export_cli(f"--model_dir={model_dir}", f"--export_dir={export_dir}")
   assert out.returncode != 0
   assert "has no value for part of the model" in out.stderr and "train again" in out.stderr
   assert "Traceback" not in out.stderr

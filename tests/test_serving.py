@@ -48,8 +48,12 @@ def post(server, path, body):
     return err.code, json.loads(err.read())
 
 
-def test_the_server_loads_the_newest_version_and_replays_the_warmup_file(server):
+def test_the_server_loads_the_newest_version_and_replays_the_warmup_file(server, tmp_path):
   assert server.version == 1 and server.warmup_replayed == len(export.SIGNATURES)
+  for name in ("1", "2", "10", "notes", "11.tmp"):  # integers compared as numbers; others ignored
+    os.makedirs(tmp_path / name)
+  (tmp_path / "12").write_text("a file, not a version folder")
+  assert serving.latest_version_dir(str(tmp_path)) == str(tmp_path / "10")
 
 
 @pytest.mark.parametrize("protocol,rest_format", [("grpc", "columnar"), ("rest", "columnar"),
