@@ -134,7 +134,10 @@ class KthActions(tfds.core.GeneratorBasedBuilder):
   `ffmpeg -s SxS`), its person, action and scenario, and the sub-sequence ranges of
   00sequences.txt (0-based, half-open; the whole video when a video is not listed). Splits follow
   SVG and SRVP: persons 1-20 train, 21-25 test. Videos listed without a file (the download lacks
-  person13_handclapping_d3) and files ffmpeg cannot decode are skipped, named in one warning.
+  person13_handclapping_d3) and files ffmpeg cannot decode are skipped and named: the missing ones
+  in one warning before generation, the undecodable ones in one warning per split once it is
+  decoded (tfds generates the splits one after another; `python -m pipelines.kth` lists both in
+  one warning and in dataset_info.json).
   """
 
   VERSION = tfds.core.Version("1.0.0")

@@ -44,7 +44,7 @@ def _kth_raw_dir():
 
 class KthActionsTest(tfds.testing.DatasetBuilderTestCase):
   DATASET_CLASS = tfds_builders.KthActions
-  BUILDER_CONFIG_NAMES_TO_TEST = ["64x64"]
+  BUILDER_CONFIG_NAMES_TO_TEST = ["64x64", "128x128"]
   SPLITS = {"train": 4, "test": 2}  # persons 1, 2 x 2 actions; person 21 x 2 (the corrupt one: 0)
   EXAMPLE_DIR = None  # written in setUpClass: the manual_dir with the raw AVIs
 
