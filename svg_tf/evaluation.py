@@ -135,6 +135,9 @@ class Scores:
   """Per-video results of one model on one test set."""
   best: Dict[str, np.ndarray]  # metric -> (V, n_future) curve of that metric's best sample
   best_index: Dict[str, np.ndarray]  # metric -> (V,) sample index
+  # metric -> (V, n_future) mean over the samples: what one random draw scores on average. Its gap
+  # to `best` is what best-of-N gains from the samples' diversity.
+  sample_mean: Dict[str, np.ndarray]
   prior_std: np.ndarray  # (V, n_future), mean over samples of the prior std
   kept_samples: np.ndarray  # (K, S_kept, n_future, H, W, C) for figures
   kept_best: np.ndarray  # (K, n_future, H, W, C): the best-SSIM sample of each kept video
@@ -162,6 +165,7 @@ def score(sampler: Sampler, videos: TestVideos, num_samples: int, seed: int = 1,
   if lpips is not None:
     scorers["lpips"] = lpips
   best = {k: [] for k in scorers}
+  sample_mean = {k: [] for k in scorers}
   real_acts, fake_acts = [], []
   best_index = {k: [] for k in scorers}
   prior_std, kept_samples, kept_best = [], [], []
@@ -179,6 +183,7 @@ def score(sampler: Sampler, videos: TestVideos, num_samples: int, seed: int = 1,
       curve, index = metrics.best_of_samples(values, higher_is_better=name != "lpips")
       best[name].append(curve)
       best_index[name].append(index)
+      sample_mean[name].append(values.mean(axis=1))
       if name == "ssim":
         for b in range(batch.shape[0]):
           if start + b < keep:
@@ -194,6 +199,7 @@ def score(sampler: Sampler, videos: TestVideos, num_samples: int, seed: int = 1,
                  num_videos, num_samples, rate, (num_videos - done) / rate)
   return Scores(best={k: np.concatenate(v) for k, v in best.items()},
                 best_index={k: np.concatenate(v) for k, v in best_index.items()},
+                sample_mean={k: np.concatenate(v) for k, v in sample_mean.items()},
                 prior_std=np.concatenate(prior_std), kept_samples=np.asarray(kept_samples),
                 kept_best=np.asarray(kept_best),
                 fvd=metrics.frechet_distance(np.concatenate(real_acts), np.concatenate(fake_acts))
@@ -201,8 +207,11 @@ def score(sampler: Sampler, videos: TestVideos, num_samples: int, seed: int = 1,
 
 
 def summary(scores: Scores, **fields) -> Dict:
-  """metrics.json content: per metric `per_frame_mean`, `per_frame_ci95`, `mean`, `ci95`."""
+  """metrics.json content: per metric `per_frame_mean`, `per_frame_ci95`, `mean`, `ci95` of the
+  best sample, and the same of the mean over samples under `mean_over_samples`."""
   out = {name: metrics.mean_and_ci95(curve) for name, curve in scores.best.items()}
+  out["mean_over_samples"] = {name: metrics.mean_and_ci95(curve)
+                              for name, curve in scores.sample_mean.items()}
   out["num_videos"] = int(next(iter(scores.best.values())).shape[0])
   out.update(fields)
   return out
@@ -330,6 +339,7 @@ def evaluate_run(model_dir: str, out_dir: str, horizons: Dict, n_past: Optional[
     panels.append((videos.frames[k, :n_past + n_future], rows))
   figures.save_sample_figures(out_dir, panels, n_past, max_videos=kept)
   curves = {f"best_{k}": v for k, v in scores.best.items()}
+  curves.update({f"mean_{k}": v for k, v in scores.sample_mean.items()})
   curves["prior_std_sampled"] = scores.prior_std
   if videos.wall_hits is not None:
     # The paper's Fig. 6: the learned prior fed the true frames. Step k is the std of z_{k+1},

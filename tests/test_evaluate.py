@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipelines import inputs
-from svg_tf import evaluation, training
+from svg_tf import evaluation, metrics, training
 from svg_tf.model import SVG
 from tests.conftest import ROOT
 
@@ -41,8 +41,17 @@ def test_best_sample_is_found_and_context_frames_are_never_scored():
     assert np.all(scores.best_index[metric] == 2)
   np.testing.assert_allclose(scores.best["ssim"], 1.0, atol=1e-5)
   np.testing.assert_allclose(scores.kept_best, truth[:2])
+  # The mean over samples: one perfect sample (SSIM 1) and three of noise, averaged.
+  noise = np.random.default_rng(0).random((2, 4, 4, 16, 16, 1)).astype(np.float32)[:, [0, 1, 3]]
+  noise_ssim = metrics.ssim_per_frame(noise, np.broadcast_to(truth[:2, None],
+                                                                        noise.shape))
+  np.testing.assert_allclose(scores.sample_mean["ssim"][:2],
+                             (1.0 + np.asarray(noise_ssim).sum(axis=1)) / 4, atol=1e-5)
+  assert np.all(scores.sample_mean["psnr"] < scores.best["psnr"])
   summary = evaluation.summary(scores, n_past=3)
   assert len(summary["ssim"]["per_frame_mean"]) == 4 and summary["num_videos"] == 5
+  assert summary["mean_over_samples"]["ssim"]["mean"] == pytest.approx(
+      scores.sample_mean["ssim"].mean())
 
 
 def test_sampler_results_do_not_depend_on_chunking_or_batch(tiny_config):
@@ -122,6 +131,9 @@ def test_evaluate_run_writes_metrics_csv_and_figures(trained_run, tmp_path):
   assert curves["wall_hits"].shape == (3, 6, 2)
   np.testing.assert_allclose(curves["best_ssim"].mean(axis=0), saved["ssim"]["per_frame_mean"],
                              rtol=1e-6)
+  assert np.all(curves["mean_ssim"].mean(axis=1) <= curves["best_ssim"].mean(axis=1) + 1e-6)
+  np.testing.assert_allclose(curves["mean_psnr"].mean(axis=0),
+                             saved["mean_over_samples"]["psnr"]["per_frame_mean"], rtol=1e-6)
   rows = list(csv.DictReader(open(os.path.join(out, "per_video.csv"))))
   assert len(rows) == 3 and 0 <= int(rows[0]["ssim_best_sample"]) < 3
   for name in ("ssim_per_frame.png", "ssim_per_frame.pdf", "psnr_per_frame.png",
