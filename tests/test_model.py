@@ -91,13 +91,14 @@ def test_encoder_normalises_each_time_step_like_separate_calls(tiny_config):
   h_all, skips_all = model.encoder(frames, bn_mode=frame_nets.BN_BATCH)
   for t in range(4):
     h_t, skips_t = model.encoder(frames[t:t + 1], bn_mode=frame_nets.BN_BATCH)
-    # float32 noise of different conv batch sizes, amplified by BatchNorm's 1/std: relative 1e-4
-    np.testing.assert_allclose(h_all[t], h_t[0], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(skips_all[1][t], skips_t[1][0], rtol=1e-4, atol=1e-5)
+    # float32 noise of different conv batch sizes, amplified by BatchNorm's 1/std: usually ~2e-6,
+    # seen up to 3e-5 (random weights); whole-sequence statistics are off by ~1 (checked below)
+    np.testing.assert_allclose(h_all[t], h_t[0], rtol=0, atol=1e-3)
+    np.testing.assert_allclose(skips_all[1][t], skips_t[1][0], rtol=0, atol=1e-3)
   # and it is not whole-sequence statistics: mixing the time steps changes the result
   folded = tf.reshape(frames, [1, 12, 64, 64, 1])
   h_mixed, _ = model.encoder(folded, bn_mode=frame_nets.BN_BATCH)
-  assert not np.allclose(tf.reshape(h_mixed, [4, 3, -1]), h_all, atol=1e-4)
+  assert np.abs(tf.reshape(h_mixed, [4, 3, -1]) - h_all).max() > 0.1
 
 
 def test_moving_average_batchnorm_makes_outputs_independent_of_the_batch(tiny_config):
