@@ -397,13 +397,14 @@ class Checkpoints:
                                                                     f"workertemp_{index}")
     self.checkpoint = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
                                           step=trainer.global_step)
-    self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir,
-                                              max_to_keep=max_to_keep,
-                                              step_counter=trainer.global_step)
     if self.chief and tf.io.gfile.isdir(self.directory):
       # A save killed midway leaves a <prefix>_temp/ folder, never read: remove them.
       for leftover in tf.io.gfile.glob(os.path.join(self.directory, "*_temp")):
         tf.io.gfile.rmtree(leftover)
+      drop_missing_checkpoints(self.directory)  # before the manager reads the list
+    self.manager = tf.train.CheckpointManager(self.checkpoint, self.write_dir,
+                                              max_to_keep=max_to_keep,
+                                              step_counter=trainer.global_step)
 
   @property
   def latest(self) -> Optional[str]:
@@ -435,6 +436,46 @@ class Checkpoints:
     finally:
       if not self.chief and tf.io.gfile.exists(self.write_dir):
         tf.io.gfile.rmtree(self.write_dir)
+
+
+def drop_missing_checkpoints(directory: str) -> list:
+  """Removes from <directory>/checkpoint the checkpoints whose index is gone; returns them.
+
+  CheckpointManager lists a new checkpoint, deletes the oldest, then rewrites the list: a process
+  killed between the last two steps leaves a listed checkpoint without files. Nothing restores it
+  (the newest is complete), but tools that walk the list would fail on it, and a newest entry
+  without files would make tf.train.latest_checkpoint return None, i.e. a restart from scratch.
+  The list is rewritten atomically and names the newest complete checkpoint as the one to resume.
+  """
+  state = tf.train.get_checkpoint_state(directory)
+  if state is None:
+    return []
+  paths = list(state.all_model_checkpoint_paths)
+  if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+    paths.append(state.model_checkpoint_path)
+  exists = lambda path: tf.io.gfile.exists(
+      (path if os.path.isabs(path) else os.path.join(directory, path)) + ".index")
+  missing = [p for p in paths if not exists(p)]
+  if not missing:
+    return []
+  kept = [p for p in paths if exists(p)]
+  stamps = list(state.all_model_checkpoint_timestamps)
+  kept_stamps = ([t for p, t in zip(paths, stamps) if exists(p)]
+                 if len(stamps) == len(paths) else None)
+  logging.warning("checkpoints listed in %s/checkpoint without their files (a save or clean-up "
+                  "cut short) are dropped from the list: %s", directory, ", ".join(missing))
+  for path in missing:  # what a cut-short deletion left (a data file without its index)
+    full = path if os.path.isabs(path) else os.path.join(directory, path)
+    for leftover in tf.io.gfile.glob(full + ".*"):
+      tf.io.gfile.remove(leftover)
+  if not kept:
+    tf.io.gfile.remove(os.path.join(directory, "checkpoint"))
+    return missing
+  tf.compat.v1.train.update_checkpoint_state(
+      directory, kept[-1], all_model_checkpoint_paths=kept,
+      all_model_checkpoint_timestamps=kept_stamps,
+      last_preserved_timestamp=state.last_preserved_timestamp or None)
+  return missing
 
 
 class IncompleteCheckpointError(ValueError):

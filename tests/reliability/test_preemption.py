@@ -19,20 +19,29 @@ from tests.reliability.helpers import REFERENCE_STEPS, TrainProcess, progress_li
 
 
 def _checkpoints(model_dir):
-  """(newest step the state file names, steps of all listed checkpoints), after checking that
-  every listed checkpoint is complete: its index and every tensor of its data read back."""
-  state = tf.train.get_checkpoint_state(os.path.join(str(model_dir), "checkpoints"))
+  """(newest step the state file names, steps of all listed checkpoints, steps listed without
+  files), after checking that every listed checkpoint with files is complete: its index and every
+  tensor of its data read back.
+
+  An older listed checkpoint may lack its index where CheckpointManager's clean-up was cut short
+  (it deletes the oldest between two writes of the list); never the newest.
+  """
+  directory = os.path.join(str(model_dir), "checkpoints")
+  state = tf.train.get_checkpoint_state(directory)
   if state is None:
-    return 0, []
-  steps = []
+    return 0, [], []
+  steps, swept = [], []
   for path in state.all_model_checkpoint_paths:
+    if path != state.model_checkpoint_path and not tf.io.gfile.exists(path + ".index"):
+      swept.append(int(path.rsplit("-", 1)[1]))
+      continue
     reader = tf.train.load_checkpoint(path)
     for name in reader.get_variable_to_shape_map():
       reader.get_tensor(name)
     step = int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
     assert path.endswith(f"ckpt-{step}"), (path, step)
     steps.append(step)
-  return int(state.model_checkpoint_path.rsplit("-", 1)[1]), steps
+  return int(state.model_checkpoint_path.rsplit("-", 1)[1]), steps, swept
 
 
 def test_killed_and_preempted_runs_resume_where_they_saved_and_repeat_the_losses(
@@ -59,7 +68,7 @@ def test_killed_and_preempted_runs_resume_where_they_saved_and_repeat_the_losses
       run.kill()
     log = run.stderr()
     assert saved or "resumed from" not in log
-    newest, listed = _checkpoints(model_dir)
+    newest, listed, swept = _checkpoints(model_dir)
     reported = [int(s) for s in re.findall(r"saved checkpoint \S*ckpt-(\d+)", log)]
     trained = max(progress_lines(log))
     assert saved <= newest <= trained, (saved, newest, trained, run.tail())
@@ -74,15 +83,17 @@ def test_killed_and_preempted_runs_resume_where_they_saved_and_repeat_the_losses
     kept = {f"ckpt-{s}" for s in listed}  # other files: left by a save or sweep cut short
     unfinished = sorted(p for p in os.listdir(model_dir / "checkpoints")
                         if p != "checkpoint" and p.split(".")[0] not in kept)
-    history.append((trained, newest, unfinished))
+    history.append((trained, newest, unfinished, swept))
     saved = newest
-  print("per interrupted run: (last step trained, step resumable from, leftover files):",
+  print("per interrupted run: (last step trained, step resumable from, leftover files, steps "
+        "listed without files):",
         history)
 
   final = run_train(*args)
   assert final.returncode == 0, final.stderr[-4000:]
   assert f"resumed from step {saved} (" in final.stderr
-  assert _checkpoints(model_dir)[0] == REFERENCE_STEPS
+  newest, listed, swept = _checkpoints(model_dir)
+  assert newest == REFERENCE_STEPS and len(listed) == 3 and not swept  # restarts tidy the list
   assert not [p for p in os.listdir(model_dir / "checkpoints") if p.endswith("_temp")]
   # One line per step, none repeated or lost, equal to the uninterrupted run's.
   assert read_losses(model_dir) == reference

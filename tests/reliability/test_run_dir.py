@@ -1,8 +1,12 @@
 """An unwritable run directory fails before the model is built; a save that fails midway (a full
-disk) raises a clear error and leaves the previous checkpoint readable, and the run resumes."""
+disk) raises a clear error and leaves the previous checkpoint readable, and the run resumes; a
+checkpoint list naming deleted checkpoints (a kill inside CheckpointManager's clean-up) is tidied
+on restart."""
 
+import logging
 import os
 import resource
+import time
 
 import numpy as np
 import pytest
@@ -88,3 +92,46 @@ def test_a_full_disk_at_the_loss_log_stops_cleanly_before_the_checkpoint(tiny_co
   monkeypatch.undo()
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
   assert [e["step"] for e in training.read_losses(model_dir)] == [1, 2]
+
+
+def test_a_restart_drops_listed_checkpoints_whose_files_are_gone(tiny_config, tmp_path,
+                                                                   caplog):
+  model_dir = str(tmp_path / "run")
+  checkpoint_dir = os.path.join(model_dir, "checkpoints")
+  frames = np.random.RandomState(5).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
+  options = training.LoopOptions(checkpoint_every=1)
+  training.train(tiny_config.replace(train_steps=3), model_dir, _fixed_batches(frames),
+                 options=options)
+  listed = tf.train.get_checkpoint_state(checkpoint_dir).all_model_checkpoint_paths
+  assert [p.rsplit("-", 1)[1] for p in listed] == ["1", "2", "3"]
+  # The oldest lost its index but kept its data (a deletion cut short); the newest lost both
+  # (never seen from CheckpointManager, which lists a checkpoint only once it is written).
+  os.remove(os.path.join(checkpoint_dir, "ckpt-1.index"))
+  for name in tf.io.gfile.glob(os.path.join(checkpoint_dir, "ckpt-3.*")):
+    os.remove(name)
+
+  dropped = training.drop_missing_checkpoints(checkpoint_dir)
+  assert [p.rsplit("/", 1)[1] for p in dropped] == ["ckpt-1", "ckpt-3"]
+  state = tf.train.get_checkpoint_state(checkpoint_dir)
+  assert list(state.all_model_checkpoint_paths) == [os.path.join(checkpoint_dir, "ckpt-2")]
+  assert tf.train.latest_checkpoint(checkpoint_dir).endswith("ckpt-2")
+  assert sorted(os.listdir(checkpoint_dir)) == ["checkpoint", "ckpt-2.data-00000-of-00001",
+                                                "ckpt-2.index"]
+  assert training.drop_missing_checkpoints(checkpoint_dir) == []  # nothing more to drop
+
+  # The same clean-up runs when a run starts. A list whose newest entry has no files makes
+  # tf.train.latest_checkpoint return None; the run resumes from step 2 instead of from scratch.
+  ghost = os.path.join(checkpoint_dir, "ckpt-9")
+  tf.compat.v1.train.update_checkpoint_state(
+      checkpoint_dir, ghost, all_model_checkpoint_paths=[*state.all_model_checkpoint_paths, ghost],
+      all_model_checkpoint_timestamps=[*state.all_model_checkpoint_timestamps, time.time()],
+      last_preserved_timestamp=state.last_preserved_timestamp)
+  assert tf.train.latest_checkpoint(checkpoint_dir) is None
+  caplog.set_level(logging.INFO)
+  result = training.train(tiny_config.replace(train_steps=3), model_dir, _fixed_batches(frames),
+                          options=options)
+  assert "resumed from step 2 (" in caplog.text
+  assert result["step"] == 3
+  assert [e["step"] for e in training.read_losses(model_dir)] == [1, 2, 3]
+  state = tf.train.get_checkpoint_state(checkpoint_dir)
+  assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["2", "3"]
