@@ -3,9 +3,16 @@
 # with one configuration and one budget, evaluated best-of-100 on a fixed seeded test set.
 #
 #   experiments/smmnist_cpu/run.sh                 # about 45 min per model on a 2-core CPU, then eval
-#   STEPS=2000 VIDEOS=64 OUT=/tmp/pilot experiments/smmnist_cpu/run.sh   # a quick look
+#   STEPS=2000 VIDEOS=64 OUT=/tmp/pilot RESULTS=/tmp/pilot/results experiments/smmnist_cpu/run.sh  # a quick look
 #
-# Rerunning resumes unfinished training runs (train.py) and redoes the evaluation.
+# Rerunning resumes unfinished training runs (train.py) and redoes the evaluation. A larger STEPS
+# extends finished runs; results/longer_32k came from SVG-LP and SVG-FP continued to 32,000 steps:
+#
+#   W=experiments/smmnist_cpu/work; mkdir -p ${W}_32k/runs
+#   cp -r $W/runs/lp $W/runs/fp ${W}_32k/runs/; grep -E '^(lp|fp) ' $W/train_times.txt > ${W}_32k/train_times.txt
+#   STEPS=32000 MODELS="lp fp" OUT=${W}_32k RESULTS=experiments/smmnist_cpu/results/longer_32k \
+#     DISCUSSION=experiments/smmnist_cpu/discussion_32k.md \
+#     TITLE="SVG-LP against SVG-FP on SM-MNIST, continued to 32,000 steps" experiments/smmnist_cpu/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-experiments/smmnist_cpu/work}      # run directories and raw evaluation (not committed)
@@ -15,6 +22,8 @@ VIDEOS=${VIDEOS:-500}
 SAMPLES=${SAMPLES:-100}
 MODELS=${MODELS:-"lp fp det"}
 PY=${PY:-.venv/bin/python}
+DISCUSSION=${DISCUSSION:-}   # appended to RESULTS.md; default: $RESULTS/../discussion.md if any
+TITLE=${TITLE:-}             # RESULTS.md's heading; default: summarize.py's
 
 # One configuration for the three models (RESULTS.md explains the choice): the reference's
 # SM-MNIST setup (2 digits, 5 -> 10 frames, z 10, beta 1e-4, Adam 2e-3) with narrower networks,
@@ -41,5 +50,6 @@ echo "== evaluating: $VIDEOS test videos (seed 42), $SAMPLES samples each, 5 -> 
 "$PY" evaluate.py "${dirs[@]}" --num_samples="$SAMPLES" --max_videos="$VIDEOS" \
   --out="$OUT/eval" --num_figure_videos=4
 "$PY" experiments/smmnist_cpu/summarize.py --eval_dir="$OUT/eval" --runs_dir="$OUT/runs" \
-  --results_dir="$RESULTS" --train_times="$OUT/train_times.txt"
+  --results_dir="$RESULTS" --train_times="$OUT/train_times.txt" \
+  ${DISCUSSION:+--discussion="$DISCUSSION"} ${TITLE:+--title="$TITLE"}
 echo "results in $RESULTS"

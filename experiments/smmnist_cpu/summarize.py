@@ -15,7 +15,7 @@ per_video_curves.npz) and the train.py run folders, then measures:
   python experiments/smmnist_cpu/summarize.py --eval_dir=W/eval --runs_dir=W/runs \
       --results_dir=experiments/smmnist_cpu/results [--train_times=W/train_times.txt]
 
-Writes results_dir/RESULTS.md (with results_dir/../discussion.md appended when present), the
+Writes results_dir/RESULTS.md (with --discussion, or results_dir/../discussion.md, appended), the
 figures, per-model metrics.json and sample GIFs, and summary.json with every number.
 """
 
@@ -33,6 +33,9 @@ flags.DEFINE_string("eval_dir", None, "evaluate.py --out folder (one sub-folder 
 flags.DEFINE_string("runs_dir", None, "folder of the train.py run directories (lp, fp, det)")
 flags.DEFINE_string("results_dir", None, "where RESULTS.md, figures and summary.json go")
 flags.DEFINE_string("train_times", None, "lines '<model> trained in <s> s' (run.sh writes them)")
+flags.DEFINE_string("title", "SVG at CPU scale on Stochastic Moving MNIST", "RESULTS.md's heading")
+flags.DEFINE_string("discussion", None, "markdown appended to RESULTS.md; default: "
+                    "<results_dir>/../discussion.md when it exists")
 FLAGS = flags.FLAGS
 
 NAMES = {"lp": "SVG-LP", "fp": "SVG-FP", "det": "deterministic"}
@@ -123,6 +126,8 @@ def plot_losses(runs_dir, models, path):
 
 def main(argv):
   del argv
+  if FLAGS.discussion and not os.path.exists(FLAGS.discussion):
+    raise app.UsageError(f"--discussion={FLAGS.discussion} does not exist")
   models = [m for m in ("lp", "fp", "det") if os.path.isdir(os.path.join(FLAGS.eval_dir, m))]
   if not models:
     raise app.UsageError(f"no lp/fp/det sub-folders in {FLAGS.eval_dir}")
@@ -220,11 +225,11 @@ def write_results_md(s, models):
   def pm(pair, digits=4):
     return f"{pair[0]:.{digits}f} +- {pair[1]:.{digits}f}"
 
-  lines = ["# SVG at CPU scale on Stochastic Moving MNIST", ""]
+  lines = [f"# {FLAGS.title}", ""]
   c = s.get("config", {})
   if c:
     lines += [
-        "## Configuration (the same for the three models)", "",
+        f"## Configuration (the same for the {len(models)} models)", "",
         "| setting | value | the paper's |", "|---|---|---|",
         f"| digits | {c['num_digits']} (SVG's stochastic bounce, 32x32 digits) | 2 |",
         f"| frames | {c['n_past']} context + {c['n_future']} predicted in training; 5 -> 20 "
@@ -261,7 +266,9 @@ def write_results_md(s, models):
                  f"{pm((o['psnr']['mean'], o['psnr']['ci95']), 2)} | {cells[0]} | {cells[1]} |")
   lines += ["", "![SSIM per frame](ssim_per_frame.png) ![PSNR per frame](psnr_per_frame.png)", ""]
   a = s["after_first_hit"]
-  lines += ["## Claim 1: after the first wall hit, SVG-LP beats the deterministic model", "",
+  claim1 = ("## Claim 1: after the first wall hit, SVG-LP beats the deterministic model"
+            if "det" in models else "## After the first wall hit")
+  lines += [claim1, "",
             f"{s['videos_with_a_hit_in_the_predicted_frames']} of {n} test videos have a wall "
             "hit whose new random velocity shows in the predicted frames. Per video, the best "
             "sample's metric averaged over the predicted frames after that first hit, and over "
@@ -307,7 +314,8 @@ def write_results_md(s, models):
             "context framed green, predictions red:", ""]
   for m in models:
     lines.append(f"- {NAMES[m]}: ![{m}]({m}/samples_000.gif)")
-  discussion = os.path.join(os.path.dirname(os.path.abspath(FLAGS.results_dir)), "discussion.md")
+  discussion = FLAGS.discussion or os.path.join(
+      os.path.dirname(os.path.abspath(FLAGS.results_dir)), "discussion.md")
   if os.path.exists(discussion):
     lines += ["", open(discussion).read().strip()]
   with open(os.path.join(FLAGS.results_dir, "RESULTS.md"), "w") as f:
