@@ -447,33 +447,30 @@ def drop_missing_checkpoints(directory: str) -> list:
   without files would make tf.train.latest_checkpoint return None, i.e. a restart from scratch.
   The list is rewritten atomically and names the newest complete checkpoint as the one to resume.
   """
-  state = tf.train.get_checkpoint_state(directory)
+  state = tf.train.get_checkpoint_state(directory)  # paths made absolute
   if state is None:
     return []
   paths = list(state.all_model_checkpoint_paths)
   if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
     paths.append(state.model_checkpoint_path)
-  exists = lambda path: tf.io.gfile.exists(
-      (path if os.path.isabs(path) else os.path.join(directory, path)) + ".index")
-  missing = [p for p in paths if not exists(p)]
+  present = [tf.io.gfile.exists(path + ".index") for path in paths]
+  missing = [p for p, ok in zip(paths, present) if not ok]
   if not missing:
     return []
-  kept = [p for p in paths if exists(p)]
-  stamps = list(state.all_model_checkpoint_timestamps)
-  kept_stamps = ([t for p, t in zip(paths, stamps) if exists(p)]
-                 if len(stamps) == len(paths) else None)
   logging.warning("checkpoints listed in %s/checkpoint without their files (a save or clean-up "
                   "cut short) are dropped from the list: %s", directory, ", ".join(missing))
   for path in missing:  # what a cut-short deletion left (a data file without its index)
-    full = path if os.path.isabs(path) else os.path.join(directory, path)
-    for leftover in tf.io.gfile.glob(full + ".*"):
+    for leftover in tf.io.gfile.glob(path + ".*"):
       tf.io.gfile.remove(leftover)
+  kept = [p for p, ok in zip(paths, present) if ok]
   if not kept:
     tf.io.gfile.remove(os.path.join(directory, "checkpoint"))
     return missing
+  stamps = list(state.all_model_checkpoint_timestamps)
   tf.compat.v1.train.update_checkpoint_state(
       directory, kept[-1], all_model_checkpoint_paths=kept,
-      all_model_checkpoint_timestamps=kept_stamps,
+      all_model_checkpoint_timestamps=([t for t, ok in zip(stamps, present) if ok]
+                                       if len(stamps) == len(paths) else None),
       last_preserved_timestamp=state.last_preserved_timestamp or None)
   return missing
 

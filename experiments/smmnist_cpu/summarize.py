@@ -22,12 +22,9 @@ figures, per-model metrics.json and sample GIFs, and summary.json with every num
 import json
 import os
 import shutil
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from absl import app, flags  # noqa: E402
-import numpy as np  # noqa: E402
+from absl import app, flags
+import numpy as np
 
 flags.DEFINE_string("eval_dir", None, "evaluate.py --out folder (one sub-folder per model)")
 flags.DEFINE_string("runs_dir", None, "folder of the train.py run directories (lp, fp, det)")

@@ -27,19 +27,24 @@ def test_an_unwritable_model_dir_is_a_one_line_error_before_the_model_is_built(m
   assert "Traceback" not in out.stderr and "training lp" not in out.stderr
 
 
-def _fixed_batches(frames):
-  def input_fn(ctx, start_index):
-    return tf.data.Dataset.from_tensors(frames).repeat()
-  return input_fn
+def _fixed_batch_run(tiny_config, tmp_path, seed, checkpoint_every):
+  """(model_dir, train): train(steps) trains, or resumes, the run <tmp_path>/run up to `steps` on
+  one fixed random batch, with a checkpoint every `checkpoint_every` steps."""
+  model_dir = str(tmp_path / "run")
+  frames = np.random.RandomState(seed).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
+  input_fn = lambda ctx, start_index: tf.data.Dataset.from_tensors(frames).repeat()
+  options = training.LoopOptions(checkpoint_every=checkpoint_every)
+
+  def train(steps):
+    return training.train(tiny_config.replace(train_steps=steps), model_dir, input_fn,
+                          options=options)
+  return model_dir, train
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_resumes(tiny_config, tmp_path):
-  model_dir = str(tmp_path / "run")
+  model_dir, train = _fixed_batch_run(tiny_config, tmp_path, seed=4, checkpoint_every=2)
   checkpoint_dir = os.path.join(model_dir, "checkpoints")
-  frames = np.random.RandomState(4).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
-  options = training.LoopOptions(checkpoint_every=2)
-  training.train(tiny_config.replace(train_steps=2), model_dir, _fixed_batches(frames),
-                 options=options)
+  train(2)
   data = tf.io.gfile.glob(os.path.join(checkpoint_dir, "ckpt-2.data-*"))[0]
   assert os.path.getsize(data) > 200_000
   # No file may grow past 100 kB: the next checkpoint's data file fails midway through its write,
@@ -49,8 +54,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_resumes(tiny_co
   try:
     with pytest.raises(training.CheckpointSaveError, match=r"could not save the checkpoint of step "
                        r"4 in .*; the previous checkpoint \(.*ckpt-2\) is intact"):
-      training.train(tiny_config.replace(train_steps=4), model_dir, _fixed_batches(frames),
-                     options=options)
+      train(4)
   finally:
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
   assert tf.train.latest_checkpoint(checkpoint_dir).endswith("ckpt-2")
@@ -60,8 +64,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_resumes(tiny_co
   for name in reader.get_variable_to_shape_map():
     reader.get_tensor(name)
 
-  result = training.train(tiny_config.replace(train_steps=4), model_dir, _fixed_batches(frames),
-                          options=options)
+  result = train(4)
   assert result["step"] == 4
   assert [e["step"] for e in training.read_losses(model_dir)] == [1, 2, 3, 4]
 
@@ -70,11 +73,8 @@ def test_a_full_disk_at_the_loss_log_stops_cleanly_before_the_checkpoint(tiny_co
                                                                         monkeypatch):
   """losses.jsonl is rewritten just before each checkpoint: a full disk there is the same clear
   error as a failed save, and neither the loss log nor the previous checkpoint is touched."""
-  model_dir = str(tmp_path / "run")
-  frames = np.random.RandomState(5).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
-  options = training.LoopOptions(checkpoint_every=2)
-  training.train(tiny_config.replace(train_steps=2), model_dir, _fixed_batches(frames),
-                 options=options)
+  model_dir, train = _fixed_batch_run(tiny_config, tmp_path, seed=5, checkpoint_every=2)
+  train(2)
   real_write = training.media.write_file_atomic
 
   def full_disk(path, data, *args, **kwargs):
@@ -87,8 +87,7 @@ def test_a_full_disk_at_the_loss_log_stops_cleanly_before_the_checkpoint(tiny_co
                      match=r"could not write .*losses.jsonl before the checkpoint of step 4 "
                            r"\(OSError: .*No space left on device\); the previous checkpoint "
                            r"\(.*ckpt-2\) and losses.jsonl are intact"):
-    training.train(tiny_config.replace(train_steps=4), model_dir, _fixed_batches(frames),
-                   options=options)
+    train(4)
   monkeypatch.undo()
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
   assert [e["step"] for e in training.read_losses(model_dir)] == [1, 2]
@@ -96,12 +95,9 @@ def test_a_full_disk_at_the_loss_log_stops_cleanly_before_the_checkpoint(tiny_co
 
 def test_a_restart_drops_listed_checkpoints_whose_files_are_gone(tiny_config, tmp_path,
                                                                    caplog):
-  model_dir = str(tmp_path / "run")
+  model_dir, train = _fixed_batch_run(tiny_config, tmp_path, seed=5, checkpoint_every=1)
   checkpoint_dir = os.path.join(model_dir, "checkpoints")
-  frames = np.random.RandomState(5).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
-  options = training.LoopOptions(checkpoint_every=1)
-  training.train(tiny_config.replace(train_steps=3), model_dir, _fixed_batches(frames),
-                 options=options)
+  train(3)
   listed = tf.train.get_checkpoint_state(checkpoint_dir).all_model_checkpoint_paths
   assert [p.rsplit("-", 1)[1] for p in listed] == ["1", "2", "3"]
   # The oldest lost its index but kept its data (a deletion cut short); the newest lost both
@@ -128,8 +124,7 @@ def test_a_restart_drops_listed_checkpoints_whose_files_are_gone(tiny_config, tm
       last_preserved_timestamp=state.last_preserved_timestamp)
   assert tf.train.latest_checkpoint(checkpoint_dir) is None
   caplog.set_level(logging.INFO)
-  result = training.train(tiny_config.replace(train_steps=3), model_dir, _fixed_batches(frames),
-                          options=options)
+  result = train(3)
   assert "resumed from step 2 (" in caplog.text
   assert result["step"] == 3
   assert [e["step"] for e in training.read_losses(model_dir)] == [1, 2, 3]
