@@ -4,6 +4,10 @@ SVG's figures frame ground-truth context frames in green and generated frames in
 draws those borders over each frame's outer pixels (as the reference's `utils.draw_frame` does),
 so tiles keep their size. Files are written atomically (temporary name, then rename) through
 `tf.io.gfile`, so a crash never leaves half a GIF and run folders may live on GCS.
+
+Videos from people: `read_video` reads a .gif, .npy or .npz file as float frames in [0, 1],
+`fit_frames` resizes them and sets their channels for a model, and `samples_gif` writes the
+context followed by each generated sample as one tiled GIF.
 """
 
 import io
@@ -13,7 +17,7 @@ import uuid
 from typing import Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageSequence
 import tensorflow as tf
 
 GREEN = (0, 200, 0)  # context (ground-truth) frames
@@ -183,3 +187,59 @@ def save_preview(path_prefix: str, videos, fps: float = 4) -> str:
   shown = videos[:PREVIEW_GIF_MAX]  # a GIF of thousands of tiles helps nobody
   save_gif(path_prefix + '.gif', tile_videos(shown, ncols=min(len(shown), 8)), fps=fps)
   return path_prefix
+
+
+def read_video(path: str) -> np.ndarray:
+  """A video file as float32 (T, H, W, C) in [0, 1]: .gif (every frame), .npy, or .npz (`frames`,
+  as save_preview writes). uint8 pixels are divided by 255."""
+  if path.endswith('.gif'):
+    with Image.open(path) as image:
+      gray = _is_gray(image)
+      frames = [np.asarray(f.convert('L' if gray else 'RGB')) for f in ImageSequence.Iterator(image)]
+    video = np.stack(frames)
+  elif path.endswith('.npy'):
+    video = np.load(path, allow_pickle=False)
+  elif path.endswith('.npz'):
+    with np.load(path, allow_pickle=False) as data:
+      video = data['frames']
+  else:
+    raise ValueError(f'--video={path}: expected a .gif, .npy or .npz file')
+  if video.ndim == 3:
+    video = video[..., None]
+  if video.ndim == 5 and video.shape[0] == 1:
+    video = video[0]
+  if video.ndim != 4:
+    raise ValueError(f'--video={path}: expected frames (T, H, W[, C]), got shape {video.shape}')
+  return video.astype(np.float32) / 255.0 if video.dtype == np.uint8 else video.astype(np.float32)
+
+
+def _is_gray(image) -> bool:
+  for frame in ImageSequence.Iterator(image):
+    rgb = np.asarray(frame.convert('RGB')).astype(np.int16)
+    if np.abs(rgb[..., 0] - rgb[..., 1]).max() or np.abs(rgb[..., 1] - rgb[..., 2]).max():
+      return False
+  return True
+
+
+def fit_frames(video: np.ndarray, image_size: int = 0, channels: int = 0) -> np.ndarray:
+  """Resizes (T, H, W, C) frames to image_size (0: keep) and converts to 1 or 3 channels (0: keep)."""
+  if channels == 1 and video.shape[-1] == 3:
+    video = video.mean(axis=-1, keepdims=True)
+  elif channels == 3 and video.shape[-1] == 1:
+    video = np.repeat(video, 3, axis=-1)
+  if image_size and video.shape[1:3] != (image_size, image_size):
+    resized = [np.asarray(Image.fromarray(f).resize((image_size, image_size), Image.BILINEAR))
+               for f in video.transpose(3, 0, 1, 2).reshape(-1, *video.shape[1:3])]
+    video = np.stack(resized).reshape(video.shape[3], video.shape[0], image_size, image_size)
+    video = video.transpose(1, 2, 3, 0)
+  return video.astype(np.float32)
+
+
+def samples_gif(path: str, context: np.ndarray, samples: np.ndarray, fps: float = 4) -> None:
+  """One tile per sample: the context frames (green border) then the sample's (red), as a GIF.
+
+  context (n_context, H, W, C); samples (S, T, H, W, C)."""
+  num = samples.shape[0]
+  videos = np.concatenate([np.repeat(context[None], num, axis=0), samples], axis=1)
+  borders = context_borders(videos.shape[1], context.shape[0])
+  save_gif(path, tile_videos(videos, ncols=min(num, 8), borders=borders), fps=fps)

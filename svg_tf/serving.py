@@ -45,7 +45,6 @@ from typing import Dict, List, Optional
 from absl import app, flags
 import grpc
 import numpy as np
-from PIL import Image, ImageSequence
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
@@ -479,68 +478,12 @@ def _rest_handler(server: LocalServer):
 
 
 # ------------------------------------------------------------------------------------------- CLI
-def read_video(path: str) -> np.ndarray:
-  """A video file as float32 (T, H, W, C) in [0, 1]: .gif (every frame), .npy, or .npz (`frames`,
-  as media.save_preview writes). uint8 pixels are divided by 255."""
-  if path.endswith(".gif"):
-    with Image.open(path) as image:
-      gray = _is_gray(image)
-      frames = [np.asarray(f.convert("L" if gray else "RGB")) for f in ImageSequence.Iterator(image)]
-    video = np.stack(frames)
-  elif path.endswith(".npy"):
-    video = np.load(path, allow_pickle=False)
-  elif path.endswith(".npz"):
-    with np.load(path, allow_pickle=False) as data:
-      video = data["frames"]
-  else:
-    raise ValueError(f"--video={path}: expected a .gif, .npy or .npz file")
-  if video.ndim == 3:
-    video = video[..., None]
-  if video.ndim == 5 and video.shape[0] == 1:
-    video = video[0]
-  if video.ndim != 4:
-    raise ValueError(f"--video={path}: expected frames (T, H, W[, C]), got shape {video.shape}")
-  return video.astype(np.float32) / 255.0 if video.dtype == np.uint8 else video.astype(np.float32)
-
-
-def _is_gray(image) -> bool:
-  for frame in ImageSequence.Iterator(image):
-    rgb = np.asarray(frame.convert("RGB")).astype(np.int16)
-    if np.abs(rgb[..., 0] - rgb[..., 1]).max() or np.abs(rgb[..., 1] - rgb[..., 2]).max():
-      return False
-  return True
-
-
-def fit_frames(video: np.ndarray, image_size: int = 0, channels: int = 0) -> np.ndarray:
-  """Resizes (T, H, W, C) frames to image_size (0: keep) and converts to 1 or 3 channels (0: keep)."""
-  if channels == 1 and video.shape[-1] == 3:
-    video = video.mean(axis=-1, keepdims=True)
-  elif channels == 3 and video.shape[-1] == 1:
-    video = np.repeat(video, 3, axis=-1)
-  if image_size and video.shape[1:3] != (image_size, image_size):
-    resized = [np.asarray(Image.fromarray(f).resize((image_size, image_size), Image.BILINEAR))
-               for f in video.transpose(3, 0, 1, 2).reshape(-1, *video.shape[1:3])]
-    video = np.stack(resized).reshape(video.shape[3], video.shape[0], image_size, image_size)
-    video = video.transpose(1, 2, 3, 0)
-  return video.astype(np.float32)
-
-
-def samples_gif(path: str, context: np.ndarray, samples: np.ndarray, fps: float = 4) -> None:
-  """One tile per sample: the context frames (green border) then the sample's (red), as a GIF.
-
-  context (n_context, H, W, C); samples (S, T, H, W, C)."""
-  num = samples.shape[0]
-  videos = np.concatenate([np.repeat(context[None], num, axis=0), samples], axis=1)
-  borders = media.context_borders(videos.shape[1], context.shape[0])
-  media.save_gif(path, media.tile_videos(videos, ncols=min(num, 8), borders=borders), fps=fps)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   f = flags.FLAGS
   try:
-    video = fit_frames(read_video(f.video), f.image_size, f.channels)
+    video = media.fit_frames(media.read_video(f.video), f.image_size, f.channels)
   except (ValueError, OSError) as err:
     raise app.UsageError(str(err))
   context = video[:f.n_context] if f.n_context else video
@@ -549,7 +492,7 @@ def main(argv):
       samples = client.sample(context[None], f.num_future, f.num_samples, f.seed)[0]
     except ServingError as err:  # a bad video or flag value: one line, no traceback
       raise SystemExit(f"error: the server refused the request: {err}")
-  samples_gif(f.out, context, samples)
+  media.samples_gif(f.out, context, samples)
   print(f"wrote {f.out}: {samples.shape[0]} sample(s) of {samples.shape[1]} frames after "
         f"{context.shape[0]} context frame(s)")
 

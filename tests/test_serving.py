@@ -158,15 +158,3 @@ def test_cli_writes_a_gif_of_the_samples(server, tmp_path):
   assert refused.returncode != 0 and "num_samples must be in [1, 100]" in refused.stderr
   assert "Traceback" not in refused.stderr and not (tmp_path / "no.gif").exists()
 
-
-def test_read_video_accepts_gif_npy_and_npz(tmp_path):
-  frames = moving_squares(1, 3, seed=25)[0]
-  media.save_gif(str(tmp_path / "v.gif"), frames)
-  np.save(tmp_path / "v.npy", media.to_uint8(frames))
-  media.save_preview(str(tmp_path / "p"), frames[None])
-  for name in ("v.gif", "v.npy", "p.npz"):
-    video = serving.read_video(str(tmp_path / name))
-    assert video.shape == (3, 64, 64, 1) and video.dtype == np.float32, name
-    np.testing.assert_allclose(video, frames, atol=1 / 255)
-  rgb = serving.fit_frames(video, image_size=32, channels=3)
-  assert rgb.shape == (3, 32, 32, 3)
