@@ -6,7 +6,7 @@ setup(
     name="svg_tf",
     version="0.1.0",
     description="SVG-LP / SVG-FP video prediction in TensorFlow 2 and Keras 3",
-    packages=["svg_tf", "pipelines", "pipelines.fixtures"],
+    packages=["svg_tf", "svg_tf.serving", "pipelines", "pipelines.fixtures"],
     py_modules=["train"],
     python_requires=">=3.10",
     install_requires=[

@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from svg_tf import config as config_lib  # noqa: E402
-from svg_tf import export, serving  # noqa: E402
+from svg_tf import export  # noqa: E402
+from svg_tf.serving import local_server  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "A train.py run directory to export and time")
 flags.DEFINE_string("export_dir", None, "An export to time: a version folder, or a model base "
@@ -49,7 +50,7 @@ def _version_dir(workdir: str) -> str:
   if FLAGS.export_dir:
     if os.path.exists(os.path.join(FLAGS.export_dir, "saved_model.pb")):
       return FLAGS.export_dir
-    return serving.latest_version_dir(FLAGS.export_dir)
+    return local_server.latest_version_dir(FLAGS.export_dir)
   if FLAGS.model_dir:
     return export.export_run(FLAGS.model_dir, workdir, "svg")
   from svg_tf.model import SVG  # pylint: disable=g-import-not-at-top
@@ -74,7 +75,7 @@ def main(argv):
     serve = tf.saved_model.load(path).signatures["serving_default"]
     load_s = time.perf_counter() - start
     start = time.perf_counter()
-    for request in serving.read_warmup_requests(path):
+    for request in local_server.read_warmup_requests(path):
       if request.model_spec.signature_name == "serving_default":
         serve(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
     warmup_file_ms = 1000 * (time.perf_counter() - start)

@@ -19,9 +19,10 @@ import pytest
 import tensorflow as tf
 
 from svg_tf import config as config_lib
-from svg_tf import export, media, serving
+from svg_tf import export, media
 from svg_tf.frame_nets import BN_BATCH, BN_MOVING, BN_TRAIN
 from svg_tf.model import SVG
+from svg_tf.serving import local_server
 from tests.conftest import ROOT
 
 TINY = dict(base_filters=4, g_dim=8, rnn_size=16, z_dim=3, batch_size=4, n_past=2, n_future=3,
@@ -418,7 +419,7 @@ def test_bad_requests_fail_with_invalid_argument_and_the_model_keeps_serving(loa
 
 
 def test_warmup_records_parse_and_replay_through_the_signatures(exported, loaded):
-  requests = serving.read_warmup_requests(exported.version_dir)
+  requests = local_server.read_warmup_requests(exported.version_dir)
   assert [r.model_spec.signature_name for r in requests] == list(export.SIGNATURES)
   assert all(r.model_spec.name == "svg" for r in requests)
   shapes = {}

@@ -1,8 +1,9 @@
 """The serving client against TF Serving's Predict API: gRPC, REST (row and columnar), the CLI.
 
-No TF Serving binary can be installed here, so `serving.LocalServer` stands in for it on
+No TF Serving binary can be installed here, so `local_server.LocalServer` stands in for it on
 127.0.0.1: tensorflow-serving-api's PredictionService servicer and TF Serving's REST contract
-over the exported SavedModel (see svg_tf/serving.py for how faithful it is).
+over the exported SavedModel (see svg_tf/serving/local_server.py for how faithful it is). The
+client is used as applications import it, `svg_tf.serving.Client`.
 """
 
 import json
@@ -17,6 +18,7 @@ import pytest
 from PIL import Image
 
 from svg_tf import export, media, serving
+from svg_tf.serving import local_server
 from tests.conftest import ROOT
 from tests.test_export import ENV, exported_model, moving_squares
 
@@ -28,7 +30,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(exported):
-  with serving.LocalServer(os.path.join(exported.export_dir, "svg"), "svg") as local:
+  with local_server.LocalServer(os.path.join(exported.export_dir, "svg"), "svg") as local:
     yield local
 
 
@@ -53,7 +55,7 @@ def test_the_server_loads_the_newest_version_and_replays_the_warmup_file(server,
   for name in ("1", "2", "10", "notes", "11.tmp"):  # integers compared as numbers; others ignored
     os.makedirs(tmp_path / name)
   (tmp_path / "12").write_text("a file, not a version folder")
-  assert serving.latest_version_dir(str(tmp_path)) == str(tmp_path / "10")
+  assert local_server.latest_version_dir(str(tmp_path)) == str(tmp_path / "10")
 
 
 @pytest.mark.parametrize("protocol,rest_format", [("grpc", "columnar"), ("rest", "columnar"),

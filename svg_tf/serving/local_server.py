@@ -1,22 +1,4 @@
-"""Calling an exported SVG model served by TF Serving, over gRPC or REST; and a local stand-in server.
-
-The export (svg_tf/export.py, `python export.py`) is served by the real TF Serving with
-`docker run -p 8500:8500 -p 8501:8501 -v "$PWD/exports/svg:/models/svg" -e MODEL_NAME=svg
-tensorflow/serving:2.21.0` (gRPC on 8500, REST on 8501). Then:
-
-  client = Client("localhost:8500", "svg")                       # gRPC (PredictionService)
-  client = Client("localhost:8501", "svg", protocol="rest")      # REST, columnar JSON
-  client = Client("localhost:8501", "svg", protocol="rest", rest_format="row")
-  frames = client.sample(context, num_future=28, num_samples=10, seed=1)
-  # context (batch, n_context, H, W, C) float32 in [0, 1] -> (batch, 10, 28, H, W, C)
-
-or from a shell (a GIF of the context followed by each sample):
-
-  python -m svg_tf.serving --server=localhost:8500 --model_name=svg --video=clip.gif \
-      --num_samples=5 --num_future=20 --out=samples.gif
-
-gRPC sends tensors as raw bytes; REST sends JSON text, about 10x larger and much slower to parse
-for the hundreds of frames a request returns, so prefer gRPC beyond small requests.
+"""LocalServer: a stand-in for TF Serving's Predict API over an exported SVG model, on 127.0.0.1.
 
 `LocalServer` answers TF Serving's Predict API (gRPC PredictionService from tensorflow-serving-api
 and REST `/v1/models/NAME[/versions/N]:predict`) for an exported model on 127.0.0.1, where no
@@ -30,6 +12,9 @@ object per row when there are several outputs; "outputs": the tensor, or an obje
 Not provided: Classify/Regress/MultiInference, GetModelMetadata, model config files, batching,
 version policies other than "latest", and TF Serving's exact wording of its own error messages
 (the model's own errors pass through unchanged).
+
+  with LocalServer("exports/svg", "svg") as server:   # EXPORT_DIR/MODEL_NAME; free ports
+    client = Client(server.grpc_address, "svg")        # or Client(server.rest_address, ..., "rest")
 """
 
 import http.server
@@ -37,166 +22,24 @@ import json
 import os
 import re
 import threading
-import urllib.error
-import urllib.request
 from concurrent import futures
 from typing import Dict, List, Optional
 
-from absl import app, flags
 import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_service_pb2_grpc
 
-from svg_tf import media
+from svg_tf.serving.client import MAX_MESSAGE, ServingError
 
-SIGNATURE_OUTPUTS = {"serving_default": ("frames",), "mean_future": ("frames",),
-                     "prior_std": ("prior_std", "prior_std_per_dim")}
-_MAX_MESSAGE = -1  # gRPC message size: unlimited (TF Serving's server allows 2 GB)
 _HTTP_STATUS = {"OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400,
                 "DEADLINE_EXCEEDED": 504, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
                 "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429, "FAILED_PRECONDITION": 400,
                 "ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501, "INTERNAL": 500,
                 "UNAVAILABLE": 503, "DATA_LOSS": 500, "UNAUTHENTICATED": 401}
-_HTTP_CODE = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429:
-              "RESOURCE_EXHAUSTED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE",
-              504: "DEADLINE_EXCEEDED"}
 
 
-class ServingError(Exception):
-  """A request the server refused: `code` is the gRPC status name (e.g. INVALID_ARGUMENT)."""
-
-  def __init__(self, code: str, message: str):
-    super().__init__(f"{code}: {message}")
-    self.code, self.message = code, message
-
-
-# ------------------------------------------------------------------------------------------ client
-class Client:
-  """Predict requests to a served SVG export (TF Serving or `LocalServer`).
-
-  Args:
-    server: "host:port" (TF Serving: gRPC 8500, REST 8501).
-    model_name: the served model's name (the folder name under the export dir).
-    protocol: "grpc" (tensorflow-serving-api's PredictionService) or "rest".
-    rest_format: "columnar" ({"inputs": {...}}) or "row" ({"instances": [...]}, one per video).
-    version: a specific version; None: the newest the server has.
-    timeout: seconds per request.
-  """
-
-  def __init__(self, server: str, model_name: str = "svg", protocol: str = "grpc",
-               rest_format: str = "columnar", version: Optional[int] = None,
-               timeout: float = 600.0):
-    if protocol not in ("grpc", "rest"):
-      raise ValueError(f"protocol={protocol!r}: must be grpc or rest")
-    if rest_format not in ("columnar", "row"):
-      raise ValueError(f"rest_format={rest_format!r}: must be columnar or row")
-    self.server, self.model_name, self.protocol = server, model_name, protocol
-    self.rest_format, self.version, self.timeout = rest_format, version, timeout
-    self._channel = self._stub = None
-    if protocol == "grpc":
-      self._channel = grpc.insecure_channel(server, options=[
-          ("grpc.max_send_message_length", _MAX_MESSAGE),
-          ("grpc.max_receive_message_length", _MAX_MESSAGE)])
-      self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-
-  def close(self):
-    if self._channel is not None:
-      self._channel.close()
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *unused):
-    self.close()
-
-  # ------------------------------------------------------------------------------- signatures
-  def sample(self, context, num_future: int, num_samples: int = 1, seed: Optional[int] = None,
-             actions=None) -> np.ndarray:
-    """serving_default: context (batch, n_context, H, W, C) in [0, 1] ->
-    (batch, num_samples, num_future, H, W, C). seed None: a random seed (the server draws it over
-    gRPC; over REST, which needs every input, this client draws it)."""
-    inputs = self._inputs(context, num_future, actions)
-    inputs["num_samples"] = np.int32(num_samples)
-    if seed is None and self.protocol == "rest":
-      seed = int(np.random.default_rng().integers(0, 2**31 - 1))
-    if seed is not None:
-      inputs["seed"] = np.int32(seed)
-    return self.predict(inputs, "serving_default")["frames"]
-
-  def mean_future(self, context, num_future: int, actions=None) -> np.ndarray:
-    """mean_future: (batch, num_future, H, W, C) with every latent at its distribution's mean."""
-    return self.predict(self._inputs(context, num_future, actions), "mean_future")["frames"]
-
-  def prior_std(self, context, num_future: int, actions=None) -> Dict[str, np.ndarray]:
-    """prior_std: {"prior_std": (batch, num_future), "prior_std_per_dim": (..., z_dim)}."""
-    return self.predict(self._inputs(context, num_future, actions), "prior_std")
-
-  @staticmethod
-  def _inputs(context, num_future, actions):
-    inputs = {"context": np.asarray(context, np.float32), "num_future": np.int32(num_future)}
-    if actions is not None:
-      inputs["actions"] = np.asarray(actions, np.float32)
-    return inputs
-
-  # ---------------------------------------------------------------------------------- transport
-  def predict(self, inputs: Dict[str, np.ndarray],
-              signature_name: str = "serving_default") -> Dict[str, np.ndarray]:
-    """One Predict call: named numpy inputs -> named numpy outputs; raises ServingError."""
-    if self.protocol == "grpc":
-      return self._predict_grpc(inputs, signature_name)
-    return self._predict_rest(inputs, signature_name)
-
-  def _predict_grpc(self, inputs, signature_name):
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = self.model_name
-    request.model_spec.signature_name = signature_name
-    if self.version is not None:
-      request.model_spec.version.value = self.version
-    for key, value in inputs.items():
-      request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-    try:
-      response = self._stub.Predict(request, timeout=self.timeout)
-    except grpc.RpcError as err:
-      raise ServingError(err.code().name, err.details()) from None
-    return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}
-
-  def _predict_rest(self, inputs, signature_name):
-    version = f"/versions/{self.version}" if self.version is not None else ""
-    url = f"http://{self.server}/v1/models/{self.model_name}{version}:predict"
-    body = {"signature_name": signature_name}
-    if self.rest_format == "columnar":
-      body["inputs"] = {key: np.asarray(value).tolist() for key, value in inputs.items()}
-    else:  # one instance per video; scalar inputs repeated in each
-      batch = np.asarray(inputs["context"]).shape[0]
-      body["instances"] = [{key: (np.asarray(value)[i].tolist() if np.ndim(value) else
-                                  np.asarray(value).item()) for key, value in inputs.items()}
-                           for i in range(batch)]
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-      with urllib.request.urlopen(request, timeout=self.timeout) as response:
-        answer = json.loads(response.read())
-    except urllib.error.HTTPError as err:
-      text = err.read().decode(errors="replace")
-      try:
-        message = json.loads(text)["error"]
-      except (ValueError, KeyError, TypeError):
-        message = text
-      raise ServingError(_HTTP_CODE.get(err.code, f"HTTP_{err.code}"), message) from None
-    names = SIGNATURE_OUTPUTS.get(signature_name, ("outputs",))
-    if "outputs" in answer:
-      values = answer["outputs"]
-      values = values if isinstance(values, dict) else {names[0]: values}
-      return {key: np.asarray(value, np.float32) for key, value in values.items()}
-    rows = answer["predictions"]
-    if rows and isinstance(rows[0], dict):
-      return {key: np.asarray([row[key] for row in rows], np.float32) for key in rows[0]}
-    return {names[0]: np.asarray(rows, np.float32)}
-
-
-# ------------------------------------------------------------------------------ local stand-in
 def latest_version_dir(model_base_path: str) -> str:
   """The newest integer version folder under a TF Serving model base path."""
   names = [n for n in os.listdir(model_base_path) if n.isdigit()
@@ -253,8 +96,8 @@ class LocalServer:
 
   def start(self) -> "LocalServer":
     self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[
-        ("grpc.max_send_message_length", _MAX_MESSAGE),
-        ("grpc.max_receive_message_length", _MAX_MESSAGE)])
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.max_receive_message_length", MAX_MESSAGE)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         _PredictionServicer(self), self._grpc)
     self._grpc_port = self._grpc.add_insecure_port(f"{self.host}:{self._grpc_port}")
@@ -475,46 +318,3 @@ def _rest_handler(server: LocalServer):
         self._error(ServingError("INTERNAL", f"{type(err).__name__}: {err}"))
 
   return Handler
-
-
-# ------------------------------------------------------------------------------------------- CLI
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  f = flags.FLAGS
-  try:
-    video = media.fit_frames(media.read_video(f.video), f.image_size, f.channels)
-  except (ValueError, OSError) as err:
-    raise app.UsageError(str(err))
-  context = video[:f.n_context] if f.n_context else video
-  with Client(f.server, f.model_name, f.protocol, f.rest_format, f.version, f.timeout) as client:
-    try:
-      samples = client.sample(context[None], f.num_future, f.num_samples, f.seed)[0]
-    except ServingError as err:  # a bad video or flag value: one line, no traceback
-      raise SystemExit(f"error: the server refused the request: {err}")
-  media.samples_gif(f.out, context, samples)
-  print(f"wrote {f.out}: {samples.shape[0]} sample(s) of {samples.shape[1]} frames after "
-        f"{context.shape[0]} context frame(s)")
-
-
-def _define_flags():
-  flags.DEFINE_string("server", None, "host:port of TF Serving (gRPC 8500, REST 8501)")
-  flags.DEFINE_string("model_name", "svg", "Served model name")
-  flags.DEFINE_enum("protocol", "grpc", ["grpc", "rest"], "PredictionService over gRPC, or REST")
-  flags.DEFINE_enum("rest_format", "columnar", ["columnar", "row"], "REST JSON: inputs or instances")
-  flags.DEFINE_integer("version", None, "Model version (default: the newest served)")
-  flags.DEFINE_string("video", None, "Context video: .gif, .npy or .npz (T, H, W[, C])")
-  flags.DEFINE_integer("n_context", 0, "Context frames taken from the start of the video (0: all)")
-  flags.DEFINE_integer("num_future", 10, "Frames to generate")
-  flags.DEFINE_integer("num_samples", 3, "Futures to draw")
-  flags.DEFINE_integer("seed", None, "Seed of the samples (default: random)")
-  flags.DEFINE_integer("image_size", 0, "Resize frames to this size first (0: as in the file)")
-  flags.DEFINE_integer("channels", 0, "Convert frames to 1 or 3 channels first (0: as in the file)")
-  flags.DEFINE_float("timeout", 600.0, "Seconds per request")
-  flags.DEFINE_string("out", None, "Output GIF: one tile per sample, context framed green")
-  flags.mark_flags_as_required(["server", "video", "out"])
-
-
-if __name__ == "__main__":
-  _define_flags()
-  app.run(main)

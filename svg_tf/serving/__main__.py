@@ -1,0 +1,57 @@
+"""The command line: samples of a served SVG model for a video, as a GIF.
+
+  python -m svg_tf.serving --server=localhost:8500 --model_name=svg --video=clip.gif \\
+      --num_samples=5 --num_future=20 --out=samples.gif
+
+reads a .gif, .npy or .npz video (T, H, W[, C]), sends its first --n_context frames (all by
+default) to TF Serving (or svg_tf/serving/local_server.py's LocalServer) through
+svg_tf/serving/client.py's Client, and writes a GIF of the context followed by each sample, one
+tile per sample. A refused request ends with one line naming the server's reason.
+"""
+
+from absl import app, flags
+
+from svg_tf import media
+from svg_tf.serving.client import Client, ServingError
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  f = flags.FLAGS
+  try:
+    video = media.fit_frames(media.read_video(f.video), f.image_size, f.channels)
+  except (ValueError, OSError) as err:
+    raise app.UsageError(str(err))
+  context = video[:f.n_context] if f.n_context else video
+  with Client(f.server, f.model_name, f.protocol, f.rest_format, f.version, f.timeout) as client:
+    try:
+      samples = client.sample(context[None], f.num_future, f.num_samples, f.seed)[0]
+    except ServingError as err:  # a bad video or flag value: one line, no traceback
+      raise SystemExit(f"error: the server refused the request: {err}")
+  media.samples_gif(f.out, context, samples)
+  print(f"wrote {f.out}: {samples.shape[0]} sample(s) of {samples.shape[1]} frames after "
+        f"{context.shape[0]} context frame(s)")
+
+
+def _define_flags():
+  flags.DEFINE_string("server", None, "host:port of TF Serving (gRPC 8500, REST 8501)")
+  flags.DEFINE_string("model_name", "svg", "Served model name")
+  flags.DEFINE_enum("protocol", "grpc", ["grpc", "rest"], "PredictionService over gRPC, or REST")
+  flags.DEFINE_enum("rest_format", "columnar", ["columnar", "row"], "REST JSON: inputs or instances")
+  flags.DEFINE_integer("version", None, "Model version (default: the newest served)")
+  flags.DEFINE_string("video", None, "Context video: .gif, .npy or .npz (T, H, W[, C])")
+  flags.DEFINE_integer("n_context", 0, "Context frames taken from the start of the video (0: all)")
+  flags.DEFINE_integer("num_future", 10, "Frames to generate")
+  flags.DEFINE_integer("num_samples", 3, "Futures to draw")
+  flags.DEFINE_integer("seed", None, "Seed of the samples (default: random)")
+  flags.DEFINE_integer("image_size", 0, "Resize frames to this size first (0: as in the file)")
+  flags.DEFINE_integer("channels", 0, "Convert frames to 1 or 3 channels first (0: as in the file)")
+  flags.DEFINE_float("timeout", 600.0, "Seconds per request")
+  flags.DEFINE_string("out", None, "Output GIF: one tile per sample, context framed green")
+  flags.mark_flags_as_required(["server", "video", "out"])
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
