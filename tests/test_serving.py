@@ -139,6 +139,22 @@ def test_bad_requests_are_refused_and_the_server_keeps_serving(server):
   grpc_client.close()
 
 
+def test_the_client_loads_without_the_stand_in_server():
+  code = ("import sys\n"
+          "import svg_tf.serving.client\n"
+          "import svg_tf.serving\n"
+          "assert svg_tf.serving.Client is svg_tf.serving.client.Client\n"
+          "assert svg_tf.serving.ServingError is svg_tf.serving.client.ServingError\n"
+          "loaded = sorted(m for m in sys.modules if m.startswith('svg_tf'))\n"
+          "assert 'svg_tf.serving.local_server' not in sys.modules, loaded\n"
+          "assert 'svg_tf.serving.__main__' not in sys.modules, loaded\n"
+          "print('loaded:', ' '.join(loaded))\n")
+  result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=300)  # a fresh interpreter: nothing imported yet
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "loaded:" in result.stdout and "svg_tf.serving.client" in result.stdout  # checks ran
+
+
 def test_cli_writes_a_gif_of_the_samples(server, tmp_path):
   video = tmp_path / "clip.gif"
   media.save_gif(str(video), moving_squares(1, 3, seed=24)[0])
