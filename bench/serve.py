@@ -27,6 +27,7 @@ import tensorflow as tf  # noqa: E402
 
 from svg_tf import config as config_lib  # noqa: E402
 from svg_tf import export  # noqa: E402
+from svg_tf.model import SVG  # noqa: E402
 from svg_tf.serving import local_server  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "A train.py run directory to export and time")
@@ -53,7 +54,6 @@ def _version_dir(workdir: str) -> str:
     return local_server.latest_version_dir(FLAGS.export_dir)
   if FLAGS.model_dir:
     return export.export_run(FLAGS.model_dir, workdir, "svg")
-  from svg_tf.model import SVG  # pylint: disable=g-import-not-at-top
   tiny = dict(base_filters=4, g_dim=8, rnn_size=16, z_dim=3) if FLAGS.tiny else {}
   return export.export_saved_model(SVG(config_lib.preset(FLAGS.preset, model=FLAGS.model, **tiny)),
                                    workdir, "svg")
