@@ -187,23 +187,16 @@ def main(argv):
     print(f"error: {err}", file=sys.stderr)  # one line; what was saved before stays usable
     return 1
   except (tf.errors.OpError, UnicodeDecodeError) as err:
-    # Name the file and record behind an input error (these helpers never return).
-    from pipelines import bair  # pylint: disable=g-import-not-at-top
-    try:
-      if FLAGS.data_source == "native" and FLAGS.data_dir and FLAGS.dataset == "smmnist":
-        tfrecord.explain_data_error(FLAGS.data_dir, err)
-      if FLAGS.data_source == "native" and FLAGS.dataset == "kth":
-        tfrecord.explain_data_error(os.path.join(FLAGS.data_dir, "train"), err)
-      if FLAGS.data_source == "native" and FLAGS.dataset == "bair":
-        bair.raise_bad_record(err, bair.split_files(FLAGS.data_dir, "train"))
-    except (tfrecord.CorruptRecordError, bair.BadRecordError) as bad:
+    try:  # names the file and record when a bad record caused the error, else returns
+      inputs.explain_data_error(config, FLAGS.data_dir, FLAGS.data_source, err)
+    except inputs.CorruptRecordError as bad:
       print(f"error: bad training data: {bad} (--skip_bad_records skips such records)",
             file=sys.stderr)
       return 1
     raise
   finally:
     if FLAGS.skip_bad_records:
-      _log_skipped_records()
+      _log_skipped_records(inputs.skipped_records())
   if result.get("preempted"):
     print(f"preempted: checkpoint of step {result['step']} saved in {os.path.abspath(model_dir)}; "
           "rerun the same command to resume", flush=True)
@@ -211,10 +204,9 @@ def main(argv):
   print(f"done: checkpoints, TensorBoard summaries and sample GIFs in {os.path.abspath(model_dir)}")
 
 
-def _log_skipped_records():
-  """One summary line of the records --skip_bad_records dropped (each was logged when met)."""
-  from pipelines import bair, tfrecord  # pylint: disable=g-import-not-at-top
-  counts = dict(tfrecord.skipped_records(), **bair.skipped_records())
+def _log_skipped_records(counts):
+  """One summary line of the records --skip_bad_records dropped ({file: count}, each record was
+  logged when met)."""
   if counts:
     logging.warning("skipped %d bad record(s) in %d file(s): %s", sum(counts.values()), len(counts),
                     ", ".join(f"{os.path.basename(f)} ({n})" for f, n in sorted(counts.items())))

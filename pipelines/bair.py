@@ -23,38 +23,38 @@ Train and test (the SRVP convention, anchors section 3.1): training uses random 
 the test set is the 256 test videos, all 30 frames, in file order (`test_videos`), evaluated with
 2 context frames and 28 predicted ones.
 
-Bad records. The keys a pipeline reads (the chosen camera's images, action, endeffector_pos) are
-checked in the graph, record by record, for presence, value counts and byte counts. A missing
-key, a wrong byte count or a wrong number of floats raises, when iterated, a
-tf.errors.InvalidArgumentError whose message contains "bad BAIR record: <file>: record <i>:
-<what is wrong>"; `explain_errors` / `raise_bad_record` turn it into a `BadRecordError`. With
+Bad records, with the mechanism every TFRecord source shares (pipelines/tfrecord.py). The keys a
+pipeline reads (the chosen camera's images, action, endeffector_pos) are checked in the graph,
+record by record, for presence, value counts and byte counts. A missing key, a wrong byte count or
+a wrong number of floats raises, when iterated, a tf.errors.InvalidArgumentError whose message
+contains "bad record: <file>: record <i>: <what is wrong>"; `tfrecord.raise_bad_record` /
+`tfrecord.explain_errors` turn it into a `tfrecord.CorruptRecordError`. With
 `skip_bad_records=True` such records are dropped, each one logged with its file, index and reason
-and counted in `skipped_records()` (by a tf.py_function that runs only for bad records; such a
-pipeline cannot be serialised, e.g. for the tf.data service).
+and counted in `tfrecord.skipped_records()` (see `tfrecord.keep_or_fail`).
 Not covered in the graph, with or without skip_bad_records: bytes that are not a
 `tf.train.Example` at all, or a feature of the wrong type (int64_list for action), fail inside the
 parser, and TensorFlow names the record only for the wrong type; files that cannot be read
 (truncated, bad CRC) fail in the reader with a DataLossError that names neither file nor record.
-For those, pass the file list to `explain_errors` / `raise_bad_record`: they find the first bad
-record by reading the files again in Python (`check_files`, which the CLI runs over a whole split).
+For those, give `check_records(files)` to `tfrecord.raise_bad_record` / `tfrecord.explain_errors`:
+it finds the first bad record by reading the files again in Python (`check_files`, which the CLI
+runs over a whole split).
 
 CLI (a data check and a preview):
   python -m pipelines.bair --data_dir=DIR --split=test
   python -m pipelines.bair --data_dir=DIR --split=test --preview_out=P --preview_num=8
 """
 
-import contextlib
 import os
-import re
-import threading
 import time
-from typing import Dict, Iterator, List, NamedTuple, NoReturn, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from absl import logging
+from absl import app, flags, logging
+from google.protobuf import message
 import numpy as np
 import tensorflow as tf
 
 from pipelines import tfrecord
+from svg_tf import media
 
 NUM_FRAMES = 30  # frames per trajectory
 IMAGE_SIZE = 64  # height and width
@@ -70,11 +70,6 @@ SPLITS = ('train', 'test')
 DATASET_FOLDER = 'softmotion30_44k'  # what the tar extracts to
 FILE_PATTERN = '*.tfrecords'
 DATASET_NAME = 'bair'
-ERROR_MARKER = 'bad BAIR record: '  # prefix of the in-graph error text, see raise_bad_record
-
-
-class BadRecordError(ValueError):
-  """A record that is missing keys, has wrong sizes or cannot be read; names file and index."""
 
 
 def image_key(t: int, camera: str) -> str:
@@ -174,47 +169,6 @@ def _first_problem(problems: tf.Tensor) -> tf.Tensor:
   return tf.strings.join([found[0], suffix])
 
 
-class _SkipCounter:
-  """Thread-safe record of the records skipped with skip_bad_records=True.
-
-  A repeated (training) stream meets the same bad record every epoch: it is logged and counted
-  once, the first time.
-  """
-
-  def __init__(self):
-    self.lock = threading.Lock()
-    self.records = set()  # {(file, index)}
-
-  def add(self, file, index, reason) -> bool:
-    file, index, reason = file.numpy().decode(), int(index.numpy()), reason.numpy().decode()
-    with self.lock:
-      new = (file, index) not in self.records
-      self.records.add((file, index))
-      total = len(self.records)
-    if new:
-      logging.warning('bair | skipped bad record | %s: record %d: %s | %d bad records skipped so '
-                      'far', file, index, reason, total)
-    return False  # the filter's "keep" value
-
-
-_SKIPPED = _SkipCounter()
-
-
-def skipped_records() -> Dict[str, int]:
-  """{file: number of distinct records skipped} by all pipelines with skip_bad_records=True."""
-  counts = {}
-  with _SKIPPED.lock:
-    for file, _ in _SKIPPED.records:
-      counts[file] = counts.get(file, 0) + 1
-  return counts
-
-
-def reset_skipped_records() -> None:
-  """Forgets the skipped records (they are logged again when met again)."""
-  with _SKIPPED.lock:
-    _SKIPPED.records.clear()
-
-
 def _make_parser(camera: str, skip_bad_records: bool):
   """parse(file, index, record) -> (keep, dict), with the checks described in the module doc."""
   spec = _feature_spec(camera)
@@ -244,14 +198,7 @@ def _make_parser(camera: str, skip_bad_records: bool):
       ], axis=1)  # [30, 3]: frame by frame, keys in the order image, action, state
       return _first_problem(tf.reshape(problems, [-1]))
 
-    why = tf.cond(ok, lambda: tf.constant(''), reason)
-    if skip_bad_records:
-      keep = tf.cond(ok, lambda: tf.constant(True),
-                     lambda: tf.py_function(_SKIPPED.add, [file, index, why], tf.bool))
-      deps = []
-    else:
-      keep = tf.constant(True)
-      deps = [tf.debugging.Assert(ok, [tf.strings.join([ERROR_MARKER, name, ': ', why])])]
+    keep = tfrecord.keep_or_fail(ok, file, index, reason, skip_bad_records)
 
     def decode():
       raw = tf.strings.reduce_join(tf.stack([v[0] for v in images]))  # 30 x 12,288 bytes
@@ -265,8 +212,8 @@ def _make_parser(camera: str, skip_bad_records: bool):
       return (tf.zeros([NUM_FRAMES, IMAGE_SIZE, IMAGE_SIZE, CHANNELS], tf.uint8),
               tf.zeros([NUM_FRAMES, ACTION_DIM]), tf.zeros([NUM_FRAMES, STATE_DIM]))
 
-    with tf.control_dependencies(deps):
-      frames, actions, states = tf.cond(ok, decode, zeros)
+    with tf.control_dependencies([keep]):
+      frames, actions, states = tf.cond(keep, decode, zeros)
     return keep, {
         'frames': frames,  # uint8 [30, 64, 64, 3]
         'actions': actions,  # float32 [30, 4]
@@ -276,11 +223,6 @@ def _make_parser(camera: str, skip_bad_records: bool):
     }
 
   return parse
-
-
-def _indexed_records(file):
-  """(file, index within file, serialised record) for each record of one file, in order."""
-  return tf.data.TFRecordDataset(file).enumerate().map(lambda i, r: (file, i, r))
 
 
 def record_dataset(files: Sequence[str],
@@ -295,7 +237,8 @@ def record_dataset(files: Sequence[str],
     files: .tfrecords paths (e.g. `split_files(...)`).
     camera: 'aux1' (SVG's) or 'main'.
     skip_bad_records: drop records with a missing key or wrong sizes (logged and counted in
-      `skipped_records()`) instead of raising. See the module doc for what is not covered.
+      `tfrecord.skipped_records()`) instead of raising. See the module doc for what is not
+      covered.
     shuffle: shuffle the FILE order (seeded by `seed`, a new order each epoch) and interleave
       `num_parallel_reads` files. Records are not shuffled: callers add a shuffle buffer.
       shuffle=False reads exactly file by file, record by record.
@@ -315,18 +258,11 @@ def record_dataset(files: Sequence[str],
   if missing:
     raise FileNotFoundError(f'{len(missing)} of {len(files)} BAIR files do not exist, e.g. '
                             f'{missing[0]}')
-  ds = tf.data.Dataset.from_tensor_slices(files)
-  if shuffle:
-    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(_indexed_records, cycle_length=num_parallel_reads,
-                       num_parallel_calls=num_parallel_reads, deterministic=seed is not None)
-  else:
-    ds = ds.flat_map(_indexed_records)
-  ds = ds.map(_make_parser(camera, skip_bad_records), num_parallel_calls=tf.data.AUTOTUNE,
-              deterministic=True)
-  if skip_bad_records:
-    ds = ds.filter(lambda keep, _: keep)
-  return ds.map(lambda _, example: example)
+  records = tfrecord.file_records(files, shuffle=shuffle, seed=seed,
+                                  num_parallel_reads=num_parallel_reads)
+  # Unparsable bytes fail even with skip_bad_records (module doc): drop_unparsable=False.
+  return tfrecord.parse_checked(records, _make_parser(camera, skip_bad_records), skip_bad_records,
+                                drop_unparsable=False)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -410,7 +346,7 @@ def _first_trajectories(data_dir: str, split: str, num_frames: int, max_videos: 
   if max_videos is not None and (int(max_videos) != max_videos or max_videos < 1):
     raise ValueError(f'max_videos must be None or an integer >= 1, got {max_videos!r}')
   files = split_files(data_dir, split)
-  with explain_errors(files):
+  with tfrecord.explain_errors(lambda: check_records(files, cameras=(camera,))):
     ds = record_dataset(files, camera=camera, skip_bad_records=skip_bad_records)
     if max_videos is not None:
       ds = ds.take(int(max_videos))
@@ -449,8 +385,6 @@ def write_preview(path_prefix: str, data_dir: str, split: str, count: int,
 
   The K = count videos are the first trajectories of the split in file order, all 30 frames.
   """
-  from svg_tf import media  # pylint: disable=g-import-not-at-top  (only previews need it)
-
   if int(count) != count or count < 1:
     raise ValueError(f'count must be an integer >= 1, got {count!r}')
   videos, _ = _first_trajectories(data_dir, split, NUM_FRAMES, count, camera, skip_bad_records)
@@ -473,8 +407,6 @@ def record_problems(serialized: bytes, cameras: Sequence[str] = tuple(CAMERAS)) 
   Covers everything the graph checks plus bytes that are not a tf.train.Example and features of
   the wrong type. Messages read as the graph's do ('key 7/action has 3 floats, expected 4').
   """
-  from google.protobuf import message  # pylint: disable=g-import-not-at-top
-
   try:
     example = tf.train.Example.FromString(serialized)
   except message.DecodeError as e:
@@ -556,42 +488,22 @@ def check_files(files: Sequence[str],
   return CheckResult(counts, bad)
 
 
-def raise_bad_record(err: BaseException, files: Optional[Sequence[str]] = None) -> NoReturn:
-  """Re-raises an input-pipeline error as BadRecordError naming the file and record index.
+def check_records(files: Sequence[str],
+                  cameras: Sequence[str] = tuple(CAMERAS)) -> Dict[str, int]:
+  """Reads `files` in order like `check_files`, but raises at the first bad record.
 
-  Call it from `except (tf.errors.OpError, UnicodeDecodeError) as err` around iteration (TF puts
-  the bytes of an unparsable record into its message, which may not decode). Errors raised by the
-  graph checks are translated from their text. Otherwise, when `files` is given, they are read
-  again in Python (`check_files`, slow: the whole list in the worst case) to find the first bad
-  record. If nothing is found, `err` is re-raised unchanged. It never returns.
+  The `check` for `tfrecord.raise_bad_record` / `tfrecord.explain_errors`, like
+  `tfrecord.check_records` for video TFRecords. Returns {file: number of records} when all are
+  good.
+
+  Raises:
+    tfrecord.CorruptRecordError: '<file>: record <i>: <what is wrong>'.
   """
-  text = getattr(err, 'message', None) or str(err)
-  found = re.search(re.escape(ERROR_MARKER) + r'(.*?)\](?:\n|$)', text)
-  if found:
-    raise BadRecordError(found.group(1)) from err
-  found = re.search(r'Name: (.*?: record \d+), Key: (\S+), Index: \d+\.\s+(.*?)(?:\n|$)', text)
-  if found:  # the parser's message for a feature of the wrong type
-    raise BadRecordError(f'{found.group(1)}: key {found.group(2)}: {found.group(3)}') from err
-  if files:
-    logging.info('bair | input error, looking for the bad record in %d files: %s', len(files),
-                 text.strip().splitlines()[0] if text.strip() else type(err).__name__)
-    result = check_files(files, stop_at_first=True)
-    if result.bad:
-      file, index, reason = result.bad[0]
-      raise BadRecordError(f'{file}: record {index}: {reason}') from err
-  raise err
-
-
-@contextlib.contextmanager
-def explain_errors(files: Optional[Sequence[str]] = None) -> Iterator[None]:
-  """`with explain_errors(files): for x in ds: ...` raises BadRecordError for bad data.
-
-  See `raise_bad_record`.
-  """
-  try:
-    yield
-  except (tf.errors.OpError, UnicodeDecodeError) as err:
-    raise_bad_record(err, files)
+  result = check_files(files, cameras, stop_at_first=True)
+  if result.bad:
+    file, index, reason = result.bad[0]
+    raise tfrecord.CorruptRecordError(f'{file}: record {index}: {reason}')
+  return result.counts
 
 
 # --------------------------------------------------------------------------------------------------
@@ -600,8 +512,6 @@ def explain_errors(files: Optional[Sequence[str]] = None) -> Iterator[None]:
 
 def _define_flags():
   """Defines the CLI flags; called only under __main__ so importers keep a clean flag namespace."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
   flags.DEFINE_string('data_dir', None,
                       f'Folder holding {DATASET_FOLDER}/ (the extracted '
                       f'bair_robot_pushing_dataset_v0.tar), or {DATASET_FOLDER}/ itself.')
@@ -635,9 +545,6 @@ def print_summary(data_dir: str, split: str) -> int:
 
 
 def main(argv):
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   if len(argv) > 1:
     raise app.UsageError(f'unexpected positional arguments: {" ".join(argv[1:])}')
@@ -649,7 +556,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-
   _define_flags()
   app.run(main)

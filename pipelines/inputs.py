@@ -11,10 +11,12 @@ have drawn. (Checkpointing their iterators instead would store the shuffle buffe
 worker and checkpoint, and cannot hold the py_function of skip_bad_records.)
 
 Bad records (TFRecord sources): a truncated or corrupted file, a record of the wrong size or shape
-fails with an error naming the file and record; with skip_bad_records they are dropped, logged and
-counted (`tfrecord.skipped_records()`, `bair.skipped_records()`). Frames are uint8 on disk in every
-native format, so NaN or out-of-range pixels cannot come from them; the trainer still refuses any
-batch that is not finite or outside [0, 1] (svg_tf/training.py).
+fails with an error naming the file and record; `explain_data_error` turns the error that iterating
+the training stream raised into a `tfrecord.CorruptRecordError` naming them, whatever the dataset.
+With skip_bad_records they are dropped, logged and counted in one log for all sources
+(`tfrecord.skipped_records()`). Frames are uint8 on disk in every native format, so NaN or
+out-of-range pixels cannot come from them; the trainer still refuses any batch that is not finite
+or outside [0, 1] (svg_tf/training.py).
 
 Data sources per dataset (`data_dir`):
   smmnist  none: generated on the fly from MNIST; or `python -m pipelines.smmnist` TFRecords
@@ -25,12 +27,16 @@ With `source="tfds"`, `data_dir` is a tensorflow-datasets data_dir holding the p
 """
 
 import dataclasses
-from typing import Callable, Optional
+import os
+from typing import Any, Callable, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from pipelines import mnist_digits, smmnist, tfrecord
+from pipelines import bair, mnist_digits, smmnist, tfrecord
+# What the front ends catch and report, from the mechanism every TFRecord source shares: the error
+# naming a bad record's file and index, and the one log of the records skip_bad_records dropped.
+from pipelines.tfrecord import CorruptRecordError, skipped_records  # pylint: disable=unused-import
 
 SOURCES = ("native", "tfds")
 
@@ -168,6 +174,33 @@ def _smmnist_input_fn(config, data_dir, mnist_path, skip_bad_records=False) -> I
     return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
   return input_fn
+
+
+def explain_data_error(config, data_dir: Optional[str], source: str, err: BaseException) -> None:
+  """Raises CorruptRecordError (tfrecord's) naming the file and record behind an error of the
+  training stream of `train_input_fn(config, data_dir, source=source)`, when a bad record caused it.
+
+  `err` is what iterating the stream raised (a tf.errors.OpError or UnicodeDecodeError). The
+  record is found from the error's text when the reading checks raised it, else by reading the
+  training files again in Python, up to the first bad record (slow: all of them in the worst
+  case): SM-MNIST TFRecords in data_dir, converted KTH in data_dir/train, BAIR's train split
+  (the keys of config.bair_camera). Returns None when the error is not a bad record's, or the
+  stream reads no files (SM-MNIST generated on the fly, tfds): re-raise `err` then.
+  """
+  tfrecord.raise_bad_record(err, _train_records_check(config, data_dir, source))
+
+
+def _train_records_check(config, data_dir, source) -> Optional[Callable[[], Any]]:
+  """check() for tfrecord.raise_bad_record: reads the files of the training stream again, raising
+  CorruptRecordError at the first bad record; None when the stream reads no files."""
+  if source != "native" or not data_dir:
+    return None
+  if config.dataset == "bair":
+    return lambda: bair.check_records(bair.split_files(data_dir, "train"),
+                                      cameras=(config.bair_camera,))
+  if config.dataset == "kth":
+    return lambda: tfrecord.check_dataset(os.path.join(data_dir, "train"))
+  return lambda: tfrecord.check_dataset(data_dir)
 
 
 def preview_videos(config, count: int, data_dir: Optional[str] = None,

@@ -66,12 +66,12 @@ import subprocess
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from absl import logging
+from absl import app, flags, logging
 import numpy as np
 import tensorflow as tf
 
 from pipelines import tfrecord
-from svg_tf.media import write_file_atomic
+from svg_tf import media
 
 DATASET_NAME = 'kth'
 ACTIONS = ('boxing', 'handclapping', 'handwaving', 'jogging', 'running', 'walking')  # sorted
@@ -330,7 +330,7 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
 
 
 def _write_json(path: str, value: Any) -> None:
-  write_file_atomic(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
+  media.write_file_atomic(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
 
 
 def _our_files(split_dir: str) -> List[str]:
@@ -805,11 +805,9 @@ def train_dataset(data_dir: str,
   ds = ds.interleave(records, cycle_length=min(cycle_length, len(files)), block_length=1,
                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.filter(lambda file, index, global_index, record: tf.gather(keep_table, global_index))
-  ds = ds.map(lambda file, index, global_index, record: parse(file, index, record),
-              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if skip_bad_records:  # bytes that are not an Example: dropped, reported in TensorFlow's log
-    ds = ds.ignore_errors(log_warning=True)
-  ds = ds.filter(lambda keep, example: keep).map(lambda keep, example: example)
+  ds = ds.map(lambda file, index, global_index, record: (file, index, record))
+  # With skip_bad_records, bytes that are not an Example are dropped too (TensorFlow's log).
+  ds = tfrecord.parse_checked(ds, parse, skip_bad_records)
   ds = ds.enumerate().map(window, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if shuffle_buffer > 1:
     ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
@@ -912,8 +910,6 @@ def write_preview(path_prefix: str,
   test: the first K clips of `test_clips(data_dir, clip_len=seq_len, seed=seed)` (T default 40).
   train: the first K windows of `train_dataset(data_dir, seq_len, seed)` (T default 20).
   """
-  from svg_tf import media  # pylint: disable=g-import-not-at-top  (only the CLI needs it)
-
   if split not in SPLITS:
     raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
   if int(count) != count or count < 1:
@@ -941,8 +937,6 @@ _PREVIEW_FLAGS = ('split', 'preview_num', 'preview_seq_len', 'seed')
 
 def _define_flags():
   """Defines the CLI flags; called only under __main__ so importers keep a clean flag namespace."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
   flags.DEFINE_string('data_dir', None, 'Raw KTH folder (AVIs flat or per action, plus '
                       f'{SEQUENCES_FILE}) to convert with --out; or a converted folder to preview.')
   flags.DEFINE_string('out', None, 'Output folder of the conversion (train/, test/); re-running '
@@ -967,9 +961,6 @@ def _define_flags():
 
 
 def main(argv):
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   if len(argv) > 1:
     raise app.UsageError(f'unexpected positional arguments: {" ".join(argv[1:])}')
@@ -994,7 +985,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-
   _define_flags()
   app.run(main)

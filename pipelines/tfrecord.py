@@ -15,8 +15,19 @@ resumable conversion) use `write_shard` per shard, then `merge_features` and `wr
 with the same guarantees. Readers key every record by (file, index) and turn unreadable data into
 errors that name both, because "DataLossError: corrupted record at 123456" from deep inside tf.data
 says neither.
+
+The bad-record mechanism here serves every TFRecord source (these folders, SM-MNIST's and converted
+KTH's, and BAIR's native files, whose record checks live in pipelines/bair.py):
+  file_records      (file, index, record) of a file list, in order or interleaved in shuffled order
+  keep_or_fail      a record check's verdict in the graph: fail with 'bad record: <file>: record
+                    <i>: <reason>', or with skip_bad_records log and count the record and drop it
+  parse_checked     apply a parser that returns (keep, element), keeping what passes
+  skipped_records   what all readers with skip_bad_records dropped, {file: count}
+  raise_bad_record  turn an error met while iterating into CorruptRecordError naming file and
+                    record: from the error's text, else by reading the data again in Python
 """
 
+import contextlib
 import json
 import math
 import os
@@ -24,7 +35,7 @@ import re
 import threading
 import time
 import uuid
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from absl import logging
 import numpy as np
@@ -341,6 +352,9 @@ def _parse_spec(features: Optional[Mapping[str, Any]]):
   return spec, extras
 
 
+# --------------------------------------------------------------------------------------------------
+# Bad records: the mechanism every TFRecord source uses (these folders, converted KTH, BAIR).
+
 BAD_RECORD = 'bad record: '  # starts the reading checks' messages, so callers can find them
 
 
@@ -384,10 +398,16 @@ def reset_skipped_records() -> None:
     _SKIPPED.records.clear()
 
 
-def _keep_or_fail(ok, file, index, reason_fn, skip_bad_records: bool, count=1):
-  """The verdict on one record, in the graph: True for a good record (`ok`). A bad one, with
-  skip_bad_records, is logged and counted (`count` records lost) and gets False; otherwise reading
-  fails with InvalidArgumentError 'bad record: <file>: record <index>: <reason_fn()>'."""
+def keep_or_fail(ok, file, index, reason_fn, skip_bad_records: bool, count=1):
+  """The verdict on one record, in the graph: True for a good record (`ok`, a scalar bool).
+
+  A bad one, with skip_bad_records, is logged once and counted in `skipped_records()` under
+  (file, index) (`count` records lost) and gets False, for the caller to drop (`parse_checked`);
+  this runs a tf.py_function, only for bad records, so such a pipeline cannot be serialised (e.g.
+  for the tf.data service). Otherwise reading fails with InvalidArgumentError
+  'bad record: <file>: record <index>: <reason_fn()>', which `raise_bad_record` turns into a
+  CorruptRecordError. `reason_fn` () -> string tensor is evaluated for bad records only.
+  """
   reason = tf.cond(ok, lambda: tf.constant(''), reason_fn)  # text built only for bad records
   if skip_bad_records:
     return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(
@@ -429,7 +449,7 @@ def checked_parser(features: Optional[Mapping[str, Any]], skip_bad_records: bool
           lambda: tf.strings.join(['frames has ', tf.strings.as_string(num_bytes), ' bytes, shape ',
                                    shape_text, ' needs ', tf.strings.as_string(expected)]))
 
-    keep = _keep_or_fail(size_ok & shape_ok, file, index, reason, skip_bad_records)
+    keep = keep_or_fail(size_ok & shape_ok, file, index, reason, skip_bad_records)
     with tf.control_dependencies([keep]):
       frames = tf.cond(keep, lambda: tf.reshape(tf.io.decode_raw(parsed[FRAMES_KEY], tf.uint8),
                                                 shape),
@@ -457,13 +477,13 @@ def make_parser(features: Optional[Mapping[str, Any]] = None):
   return lambda file, index, record: checked(file, index, record)[1]
 
 
-def _indexed_records(file):
+def indexed_records(file):
   """(file, index within file, serialised record) for each record of one file, in order."""
   return tf.data.TFRecordDataset(file).enumerate().map(lambda i, r: (file, i, r))
 
 
 def counted_records(file, expected, skip_bad_records: bool):
-  """`_indexed_records` of a file that should hold `expected` records, checking that it does.
+  """`indexed_records` of a file that should hold `expected` records, checking that it does.
 
   TFRecordDataset stops at the first record it cannot read (truncated or corrupted file) with a
   DataLossError naming neither file nor record. Here that error ends the file's records, and the
@@ -487,12 +507,60 @@ def counted_records(file, expected, skip_bad_records: bool):
           tf.strings.as_string(read), ' of its ', tf.strings.as_string(expected),
           ' records (dataset_info.json counts); it is truncated or corrupted'])
 
-    complete = _keep_or_fail((i >= 0) | (read >= expected), file, read, reason, skip_bad_records,
-                             count=expected - read)
+    complete = keep_or_fail((i >= 0) | (read >= expected), file, read, reason, skip_bad_records,
+                            count=expected - read)
     return complete & (i >= 0)
 
   return records.concatenate(end).scan(tf.constant(0, tf.int64), count).filter(keep).map(
       lambda i, record, read: (file, i, record))
+
+
+def file_records(files: Sequence[str],
+                 shuffle: bool = False,
+                 seed: Optional[int] = None,
+                 num_parallel_reads: int = tf.data.AUTOTUNE,
+                 expected_counts: Optional[Sequence[int]] = None,
+                 skip_bad_records: bool = False) -> tf.data.Dataset:
+  """(file, index within file, serialised record) of every record of `files`.
+
+  shuffle=False reads exactly file by file, record by record. shuffle=True shuffles the file order
+  with `seed` (a new order each epoch; reproducible only when a seed is given) and interleaves
+  `num_parallel_reads` files. `expected_counts` (records per file, in the order of `files`) checks
+  each file's length with `counted_records`; without it the files are read as they are, and an
+  unreadable file fails with TensorFlow's DataLossError (see `raise_bad_record`).
+  """
+  files = [str(f) for f in files]
+  if expected_counts is None:
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    read = indexed_records
+  else:
+    if len(expected_counts) != len(files):
+      raise ValueError(f'{len(files)} files but {len(expected_counts)} expected_counts')
+    ds = tf.data.Dataset.from_tensor_slices((files, np.asarray(expected_counts, np.int64)))
+    read = lambda file, expected: counted_records(file, expected, skip_bad_records)
+  if shuffle:
+    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    return ds.interleave(read, cycle_length=num_parallel_reads,
+                         num_parallel_calls=num_parallel_reads, deterministic=seed is not None)
+  return ds.flat_map(read)
+
+
+def parse_checked(records: tf.data.Dataset, parse, skip_bad_records: bool,
+                  drop_unparsable: bool = True) -> tf.data.Dataset:
+  """The elements of `records` ((file, index, record) tuples) that `parse` keeps.
+
+  `parse(file, index, record) -> (keep, element)` checks each record with `keep_or_fail` (e.g.
+  `checked_parser`). With skip_bad_records the records it rejects are dropped; and when
+  `drop_unparsable`, also those the parser itself fails on (bytes that are not a
+  tf.train.Example), reported only in TensorFlow's log. Without skip_bad_records a bad record
+  fails the iteration (see `raise_bad_record`).
+  """
+  ds = records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if skip_bad_records:
+    if drop_unparsable:
+      ds = ds.ignore_errors(log_warning=True)
+    ds = ds.filter(lambda keep, element: keep)
+  return ds.map(lambda keep, element: element)
 
 
 def video_dataset(data_dir: str,
@@ -519,25 +587,15 @@ def video_dataset(data_dir: str,
   """
   info = read_info(data_dir)
   files = list_shards(data_dir)
-  checked = checked_parser(info.get('features'), skip_bad_records)
   counts = dict(zip(info.get('shards', []), info.get('shard_counts', [])))
+  expected = None  # no counts to check against (a folder written by other code)
   if all(os.path.basename(f) in counts for f in files):
-    ds = tf.data.Dataset.from_tensor_slices(
-        (files, np.array([counts[os.path.basename(f)] for f in files], np.int64)))
-    read = lambda file, expected: counted_records(file, expected, skip_bad_records)
-  else:  # no counts to check against (a folder written by other code)
-    ds = tf.data.Dataset.from_tensor_slices((files, np.full(len(files), -1, np.int64)))
-    read = lambda file, expected: _indexed_records(file)
-  if shuffle_files:
-    ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(read, cycle_length=num_parallel_reads,
-                       num_parallel_calls=num_parallel_reads, deterministic=seed is not None)
-  else:
-    ds = ds.flat_map(read)
-  ds = ds.map(checked, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if skip_bad_records:
-    ds = ds.ignore_errors(log_warning=True).filter(lambda keep, _: keep)
-  return ds.map(lambda keep, example: example)
+    expected = [counts[os.path.basename(f)] for f in files]
+  records = file_records(files, shuffle=shuffle_files, seed=seed,
+                         num_parallel_reads=num_parallel_reads, expected_counts=expected,
+                         skip_bad_records=skip_bad_records)
+  return parse_checked(records, checked_parser(info.get('features'), skip_bad_records),
+                       skip_bad_records)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -559,7 +617,7 @@ def check_records(files: Sequence[str],
   options.experimental_optimization.apply_default_optimizations = False  # strictly sequential
   counts = {}
   for file in files:
-    ds = _indexed_records(tf.constant(file)).map(parse).with_options(options)
+    ds = indexed_records(tf.constant(file)).map(parse).with_options(options)
     index = 0
     try:
       for _ in ds:
@@ -577,18 +635,9 @@ def check_records(files: Sequence[str],
   return counts
 
 
-def explain_data_error(data_dir: str, err: BaseException):
-  """Re-raises an input-pipeline error as CorruptRecordError naming the file and record index.
-
-  Call it from `except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err` around
-  iteration. An error of the reading checks ('bad record: ...') names them already: its text is
-  raised as is. Otherwise it scans the shards of `data_dir` sequentially; if they all read cleanly
-  the original error is re-raised unchanged. It never returns.
-  """
-  found = re.search(re.escape(BAD_RECORD) + r'(.*?)\]?(?:\n|$)',
-                    getattr(err, 'message', None) or str(err))
-  if found:
-    raise CorruptRecordError(found.group(1)) from err
+def check_dataset(data_dir: str) -> Dict[str, int]:
+  """`check_records` over the shards of a write_shards folder, against dataset_info.json's counts
+  and features (when it has them). Raises CorruptRecordError at the first bad record."""
   try:
     info = read_info(data_dir)
   except FileNotFoundError:
@@ -596,11 +645,70 @@ def explain_data_error(data_dir: str, err: BaseException):
   expected = None
   if 'shards' in info and 'shard_counts' in info:
     expected = dict(zip(info['shards'], info['shard_counts']))
+  return check_records(list_shards(data_dir), info.get('features'), expected)
+
+
+# Errors that bad data can cause while iterating; re-reading the data is worth it for these only.
+_DATA_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError, UnicodeDecodeError)
+_PARSER_ERROR = re.compile(r'Name: (.*?: record \d+), Key: (\S+), Index: \d+\.\s+(.*?)(?:\n|$)')
+
+
+def raise_bad_record(err: BaseException, check: Optional[Callable[[], Any]] = None) -> None:
+  """Raises CorruptRecordError naming the file and record behind an input-pipeline error, if found.
+
+  `err` is what iterating a dataset of these readers raised: a tf.errors.OpError, or a
+  UnicodeDecodeError (TensorFlow puts an unparsable record's bytes into some messages, which then
+  may not decode). Found from its text: the errors of the reading checks ('bad record: <file>:
+  record <i>: <reason>', see `keep_or_fail`) and the parser's for a feature of the wrong type
+  (records are parsed with example_names '<file>: record <i>'). Otherwise, for errors that data
+  can cause (DataLossError, InvalidArgumentError, UnicodeDecodeError) and when `check` is given,
+  `check()` reads the data again in Python and raises CorruptRecordError at the first bad record
+  (e.g. `check_dataset`; slow: all the data in the worst case); this finds the truncated or
+  corrupted file behind a DataLossError, which names neither file nor record.
+
+  The CorruptRecordError is raised from `err`. Returns None when no bad record is found: the caller
+  then re-raises `err`.
+  """
+  text = getattr(err, 'message', None) or str(err)
+  found = re.search(re.escape(BAD_RECORD) + r'(.*?)\]?(?:\n|$)', text)
+  if found:
+    raise CorruptRecordError(found.group(1)) from err
+  found = _PARSER_ERROR.search(text)
+  if found:
+    raise CorruptRecordError(f'{found.group(1)}: key {found.group(2)}: {found.group(3)}') from err
+  if check is None or not isinstance(err, _DATA_ERRORS):
+    return None
+  logging.info('tfrecord | input error, reading the data again to find the bad record: %s',
+               text.strip().splitlines()[0] if text.strip() else type(err).__name__)
   try:
-    check_records(list_shards(data_dir), info.get('features'), expected)
-  except CorruptRecordError as found:
-    raise found from err
-  raise err
+    check()
+  except CorruptRecordError as bad:
+    raise bad from err
+  return None
+
+
+@contextlib.contextmanager
+def explain_errors(check: Optional[Callable[[], Any]] = None) -> Iterator[None]:
+  """`with explain_errors(check): for x in ds: ...` raises CorruptRecordError for a bad record.
+
+  Input-pipeline errors (tf.errors.OpError, UnicodeDecodeError) go through `raise_bad_record(err,
+  check)`; those it does not explain are re-raised unchanged.
+  """
+  try:
+    yield
+  except (tf.errors.OpError, UnicodeDecodeError) as err:
+    raise_bad_record(err, check)
+    raise
+
+
+def explain_data_error(data_dir: str, err: BaseException) -> None:
+  """`raise_bad_record` for an error met reading the write_shards folder `data_dir`.
+
+  Raises CorruptRecordError naming the file and record: from the error's text when the reading
+  checks raised it, else by reading the shards again (`check_dataset`). Returns None if they all
+  read cleanly (re-raise `err` then).
+  """
+  raise_bad_record(err, lambda: check_dataset(data_dir))
 
 
 # --------------------------------------------------------------------------------------------------

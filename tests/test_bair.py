@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import bair
+from pipelines import bair, tfrecord
 from pipelines.fixtures import bair as fixture
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -254,19 +254,20 @@ def test_bad_record_raises_naming_file_index_and_problem(tmp_path, corruption):
   paths = fixture.write_bair_tfrecords(str(tmp_path), 'test', 2, 3, seed=SEED,
                                        corrupt={(1, 1): corruption})
   expected = f'{paths[1]}: record 1: {COUNT_PROBLEMS[corruption]}'
-  with pytest.raises(bair.BadRecordError) as err:
-    with bair.explain_errors():
+  with pytest.raises(tfrecord.CorruptRecordError) as err:
+    with tfrecord.explain_errors():
       list(bair.record_dataset(paths))
   assert str(err.value) == expected
   tf_error = err.value.__cause__  # what iterating without explain_errors raises
   assert isinstance(tf_error, tf.errors.InvalidArgumentError)
-  assert f'bad BAIR record: {expected}' in tf_error.message
+  assert f'{tfrecord.BAD_RECORD}{expected}' in tf_error.message  # 'bad record: <file>: ...'
 
 
 def test_test_videos_raise_for_a_bad_record(tmp_path):
   paths = fixture.write_bair_tfrecords(str(tmp_path), 'test', 1, 3, seed=SEED,
                                        corrupt={(0, 2): 'short_image'})
-  with pytest.raises(bair.BadRecordError, match=f'^{paths[0]}: record 2: key 7/image_aux1/'):
+  with pytest.raises(tfrecord.CorruptRecordError,
+                     match=f'^{paths[0]}: record 2: key 7/image_aux1/'):
     bair.test_videos(str(tmp_path))
 
 
@@ -274,7 +275,7 @@ def test_skip_bad_records_drops_and_counts_them(tmp_path):
   kinds = sorted(COUNT_PROBLEMS)
   corrupt = {(0, 1): kinds[0], (0, 2): kinds[1], (1, 0): kinds[2], (2, 2): kinds[3]}
   paths = fixture.write_bair_tfrecords(str(tmp_path), 'test', 3, 3, seed=SEED, corrupt=corrupt)
-  bair.reset_skipped_records()
+  tfrecord.reset_skipped_records()
   records = list(bair.record_dataset(paths, skip_bad_records=True).as_numpy_iterator())
   # Files sort as traj_0_to_2, traj_3_to_5, traj_6_to_8, i.e. file numbers 0, 1, 2.
   good = [(k, r) for k in range(3) for r in range(3) if (k, r) not in corrupt]
@@ -283,10 +284,10 @@ def test_skip_bad_records_drops_and_counts_them(tmp_path):
   rows = [3 * k + r for k, r in good]
   for key in ('frames', 'actions', 'endeffector_pos'):
     np.testing.assert_array_equal(np.stack([r[key] for r in records]), want[key][rows])
-  assert bair.skipped_records() == {paths[0]: 2, paths[1]: 1, paths[2]: 1}
+  assert tfrecord.skipped_records() == {paths[0]: 2, paths[1]: 1, paths[2]: 1}
   frames, _ = bair.test_videos(str(tmp_path), skip_bad_records=True)  # meets them again
   np.testing.assert_array_equal(frames, want['frames'][rows] / np.float32(255))
-  assert bair.skipped_records() == {paths[0]: 2, paths[1]: 1, paths[2]: 1}  # distinct records
+  assert tfrecord.skipped_records() == {paths[0]: 2, paths[1]: 1, paths[2]: 1}  # distinct records
 
 
 def test_only_the_keys_in_use_are_required(tmp_path):
@@ -299,23 +300,23 @@ def test_only_the_keys_in_use_are_required(tmp_path):
 def test_unparsable_records_are_located_by_explain_errors(tmp_path):
   paths = fixture.write_bair_tfrecords(str(tmp_path), 'test', 2, 2, seed=SEED,
                                        corrupt={(1, 1): 'wrong_type'})
-  with pytest.raises(bair.BadRecordError) as err:
-    with bair.explain_errors():  # the parser names the record itself
+  with pytest.raises(tfrecord.CorruptRecordError) as err:
+    with tfrecord.explain_errors():  # the parser names the record itself
       list(bair.record_dataset(paths))
   assert str(err.value).startswith(f'{paths[1]}: record 1: key 7/action: ')
 
   paths = fixture.write_bair_tfrecords(str(tmp_path / 'garbage'), 'test', 2, 2, seed=SEED,
                                        corrupt={(0, 1): 'not_example'})
-  with pytest.raises(bair.BadRecordError) as err:
-    with bair.explain_errors(paths):  # found by reading the files again
+  with pytest.raises(tfrecord.CorruptRecordError) as err:
+    with tfrecord.explain_errors(lambda: bair.check_records(paths)):  # reads the files again
       list(bair.record_dataset(paths))
   assert str(err.value).startswith(f'{paths[0]}: record 1: not a tf.train.Example')
 
   paths = fixture.write_bair_tfrecords(str(tmp_path / 'cut'), 'test', 2, 2, seed=SEED)
   with open(paths[1], 'r+b') as f:  # a download cut short in the file's second record
     f.truncate(os.path.getsize(paths[1]) - 1000)
-  with pytest.raises(bair.BadRecordError) as err:
-    with bair.explain_errors(paths):
+  with pytest.raises(tfrecord.CorruptRecordError) as err:
+    with tfrecord.explain_errors(lambda: bair.check_records(paths)):
       list(bair.record_dataset(paths))
   assert str(err.value).startswith(f'{paths[1]}: record 1: cannot be read, nor any record after')
   assert isinstance(err.value.__cause__, tf.errors.DataLossError)

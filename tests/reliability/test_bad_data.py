@@ -1,8 +1,9 @@
 """Bad SM-MNIST TFRecords: a truncated file, a file cut at a record boundary, a record of the wrong
 shape or byte count. Reading fails with an error naming the file and record; with skip_bad_records
-they are dropped, logged and counted, and train.py says how many. (Frames are uint8 on disk, so
-NaN or out-of-range pixels cannot come from these files; the trainer refuses such batches from
-any source: test_bad_steps.py.)"""
+they are dropped, logged and counted, and train.py says how many. `inputs.explain_data_error`, what
+train.py calls, names the file and record behind an error of any dataset's training stream
+(SM-MNIST TFRecords and BAIR here). (Frames are uint8 on disk, so NaN or out-of-range pixels cannot
+come from these files; the trainer refuses such batches from any source: test_bad_steps.py.)"""
 
 import os
 import re
@@ -12,6 +13,8 @@ import pytest
 import tensorflow as tf
 
 from pipelines import inputs, smmnist, tfrecord
+from pipelines.fixtures import bair as bair_fixture
+from svg_tf import config as config_lib
 from tests.reliability.helpers import TINY, run_train
 
 
@@ -132,3 +135,88 @@ def test_train_py_skips_bad_records_and_says_how_many(mnist_npz, tmp_path):
     assert re.search(re.escape(f"skipped bad record | {shards[shard]}: record {index}: ") + what,
                      out.stderr)
   assert "skipped 5 bad record(s) in 4 file(s)" in out.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs.explain_data_error: the one call train.py makes for an error of the training stream.
+
+SMMNIST_CONFIG = config_lib.preset("smmnist", batch_size=2, n_past=2, n_future=2)  # 4 frames
+BAIR_CONFIG = config_lib.preset("bair", batch_size=2, n_future=3)  # 5-frame windows
+OOM = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [2, 64]")
+
+
+def _stream_error(config, data_dir):
+  """What taking the first batch of train.py's stream raises."""
+  with pytest.raises((tf.errors.OpError, UnicodeDecodeError)) as caught:
+    next(iter(inputs.train_input_fn(config, data_dir)(tf.distribute.InputContext(), 0)))
+  return caught.value
+
+
+def test_explain_data_error_names_a_bad_smmnist_record(mnist_npz, tmp_path):
+  data_dir = str(tmp_path / "data")
+  shards = _dataset(data_dir, mnist_npz, ["wrong_bytes"])
+  _, shard, index, what = DAMAGES["wrong_bytes"]
+  err = _stream_error(SMMNIST_CONFIG, data_dir)
+  with pytest.raises(tfrecord.CorruptRecordError,
+                     match="^" + re.escape(f"{shards[shard]}: record {index}: ") + what) as bad:
+    inputs.explain_data_error(SMMNIST_CONFIG, data_dir, "native", err)
+  assert bad.value.__cause__ is err
+
+  # An error that names no record (a reader's DataLossError): the shards are read again.
+  cut_dir = str(tmp_path / "cut")
+  shards = _dataset(cut_dir, mnist_npz, ["cut_at_boundary"])
+  data_loss = tf.errors.DataLossError(None, None, "corrupted record at 1234")
+  with pytest.raises(tfrecord.CorruptRecordError,
+                     match="^" + re.escape(f"{shards[3]}: has 1 records but dataset_info.json "
+                                           "says 3: the file ends early at record 1")):
+    inputs.explain_data_error(SMMNIST_CONFIG, cut_dir, "native", data_loss)
+
+
+def test_explain_data_error_names_a_bad_bair_record(tmp_path):
+  root = str(tmp_path / "bair")
+  paths = bair_fixture.write_bair_tfrecords(root, "train", 2, 3, seed=1,
+                                            corrupt={(1, 2): "short_image"})
+  err = _stream_error(BAIR_CONFIG, root)
+  with pytest.raises(tfrecord.CorruptRecordError,
+                     match="^" + re.escape(f"{paths[1]}: record 2: key 7/image_aux1/encoded has "
+                                           "100 bytes, expected 12288") + "$") as bad:
+    inputs.explain_data_error(BAIR_CONFIG, root, "native", err)
+  assert bad.value.__cause__ is err
+
+  # A download cut short: the reader's DataLossError names neither file nor record, so the train
+  # split is read again up to the first bad record.
+  cut_root = str(tmp_path / "cut")
+  paths = bair_fixture.write_bair_tfrecords(cut_root, "train", 2, 2, seed=1)
+  with open(paths[0], "r+b") as f:  # cut in the file's second record
+    f.truncate(os.path.getsize(paths[0]) - 1000)
+  err = _stream_error(BAIR_CONFIG, cut_root)
+  assert isinstance(err, tf.errors.DataLossError)
+  with pytest.raises(tfrecord.CorruptRecordError,
+                     match="^" + re.escape(f"{paths[0]}: record 1: cannot be read, nor any record "
+                                           "after it")):
+    inputs.explain_data_error(BAIR_CONFIG, cut_root, "native", err)
+
+
+def test_explain_data_error_returns_none_for_other_errors(mnist_npz, tmp_path):
+  smmnist_dir = str(tmp_path / "smmnist")
+  _dataset(smmnist_dir, mnist_npz, ["wrong_bytes"])
+  bair_dir = str(tmp_path / "bair")
+  bair_fixture.write_bair_tfrecords(bair_dir, "train", 1, 3, seed=1,
+                                    corrupt={(0, 1): "short_image"})
+  # Not an error bad data causes: None at once, without reading the (here bad) data again.
+  assert inputs.explain_data_error(SMMNIST_CONFIG, smmnist_dir, "native", OOM) is None
+  assert inputs.explain_data_error(BAIR_CONFIG, bair_dir, "native", OOM) is None
+  # An error bad data could cause, from clean data: read again, nothing found.
+  clean_smmnist = str(tmp_path / "clean_smmnist")
+  _dataset(clean_smmnist, mnist_npz)
+  clean_bair = str(tmp_path / "clean_bair")
+  bair_fixture.write_bair_tfrecords(clean_bair, "train", 2, 2, seed=1)
+  shapes = tf.errors.InvalidArgumentError(None, None, "Incompatible shapes: [2,64] vs. [2,32]")
+  assert inputs.explain_data_error(SMMNIST_CONFIG, clean_smmnist, "native", shapes) is None
+  assert inputs.explain_data_error(BAIR_CONFIG, clean_bair, "native", shapes) is None
+  assert inputs.explain_data_error(BAIR_CONFIG, clean_bair, "native",
+                                   UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid")) is None
+  # Streams that read no files of svg_tf's: SM-MNIST generated on the fly, tfds.
+  data_loss = tf.errors.DataLossError(None, None, "corrupted record at 1234")
+  assert inputs.explain_data_error(SMMNIST_CONFIG, None, "native", data_loss) is None
+  assert inputs.explain_data_error(BAIR_CONFIG, bair_dir, "tfds", data_loss) is None
