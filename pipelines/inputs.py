@@ -23,7 +23,8 @@ Data sources per dataset (`data_dir`):
   bair     the download: a folder holding softmotion30_44k/{train,test}/*.tfrecords
   kth      the TFRecords of `python -m pipelines.kth --data_dir=RAW --out=DIR` (DIR)
 With `source="tfds"`, `data_dir` is a tensorflow-datasets data_dir holding the prepared
-`stochastic_moving_mnist`, `kth_actions` or `bair_robot_pushing_small` (see pipelines.tfds_builders).
+`stochastic_moving_mnist`, `kth_actions` or `bair_robot_pushing_small` (read by
+pipelines.tfds_inputs; the first two are built by pipelines.tfds_builders).
 """
 
 import dataclasses
@@ -33,7 +34,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from pipelines import bair, mnist_digits, smmnist, tfrecord
+from pipelines import bair, kth, mnist_digits, smmnist, tfds_inputs, tfrecord
 # What the front ends catch and report, from the mechanism every TFRecord source shares: the error
 # naming a bad record's file and index, and the one log of the records skip_bad_records dropped.
 from pipelines.tfrecord import CorruptRecordError, skipped_records  # pylint: disable=unused-import
@@ -70,7 +71,6 @@ def _check_source(source):
 
 
 def _check_kth_size(config, data_dir):
-  from pipelines import kth  # pylint: disable=g-import-not-at-top
   size = kth.read_converted_info(data_dir, "train")["image_size"]
   if size != config.image_size:
     raise ValueError(f"--data_dir={data_dir} holds KTH frames of {size}x{size}; the model is "
@@ -108,13 +108,11 @@ def train_input_fn(config, data_dir: Optional[str] = None, mnist_path: Optional[
                      "KTH; not to " + ("--data_source=tfds" if source == "tfds" else
                                        "SM-MNIST generated on the fly"))
   if source == "tfds":
-    from pipelines import tfds_builders  # pylint: disable=g-import-not-at-top
-    return tfds_builders.train_input_fn(config, data_dir)
+    return tfds_inputs.train_input_fn(config, data_dir)
   if config.dataset == "smmnist":
     return _smmnist_input_fn(config, data_dir, mnist_path, skip_bad_records)
   _require_data_dir(config, data_dir)
   if config.dataset == "bair":
-    from pipelines import bair  # pylint: disable=g-import-not-at-top
     bair.split_files(data_dir, "train")  # fails now, naming the folder, if there is no data
 
     def make(ctx, seed):
@@ -123,7 +121,6 @@ def train_input_fn(config, data_dir: Optional[str] = None, mnist_path: Optional[
                                 num_shards=ctx.num_input_pipelines,
                                 shard_index=ctx.input_pipeline_id)
   else:
-    from pipelines import kth  # pylint: disable=g-import-not-at-top
     _check_kth_size(config, data_dir)
 
     def make(ctx, seed):
@@ -235,10 +232,8 @@ def test_videos(config, num_frames: int, data_dir: Optional[str] = None,
   """
   _check_source(source)
   if source == "tfds":
-    from pipelines import tfds_builders  # pylint: disable=g-import-not-at-top
-    return tfds_builders.test_videos(config, num_frames, data_dir, max_videos)
+    return TestVideos(**tfds_inputs.test_videos(config, num_frames, data_dir, max_videos))
   if config.dataset == "bair":
-    from pipelines import bair  # pylint: disable=g-import-not-at-top
     _require_data_dir(config, data_dir)
     if num_frames > bair.NUM_FRAMES:
       raise ValueError(f"BAIR videos have {bair.NUM_FRAMES} frames; n_past + n_future = "
@@ -249,7 +244,6 @@ def test_videos(config, num_frames: int, data_dir: Optional[str] = None,
     return TestVideos(frames, actions=actions,
                       description=f"BAIR test split, file order, camera {config.bair_camera}")
   if config.dataset == "kth":
-    from pipelines import kth  # pylint: disable=g-import-not-at-top
     _require_data_dir(config, data_dir)
     _check_kth_size(config, data_dir)
     clip_len = max(num_frames, kth.TEST_CLIP_LEN)

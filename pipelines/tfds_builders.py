@@ -1,4 +1,4 @@
-"""tensorflow-datasets builders for SM-MNIST and KTH, and training/evaluation input from tfds.
+"""tensorflow-datasets builders for SM-MNIST and KTH.
 
     import pipelines.tfds_builders  # registers the builders below with tfds
     import tensorflow_datasets as tfds
@@ -12,21 +12,18 @@ sequence (seed, i) of that split's fixed seed, from that split's MNIST digits), 
 reuses `pipelines.kth`'s file discovery, `00sequences.txt` parser and ffmpeg decoder: one home for
 each, so a tfds user and a `python -m pipelines.kth` user see the same frames.
 
-`train.py --data_source=tfds --data_dir=TFDS_DATA_DIR` trains from prepared tfds datasets
-(`stochastic_moving_mnist`, `kth_actions`, or tfds' own `bair_robot_pushing_small`) with the same
-windows as the native pipelines.
+`train.py --data_source=tfds --data_dir=TFDS_DATA_DIR` trains from the prepared datasets (and tfds'
+own `bair_robot_pushing_small`) through `pipelines.tfds_inputs`.
 """
 
 import dataclasses
 import os
-from typing import Optional
 
 from absl import logging
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipelines import mnist_digits, smmnist, tfrecord
+from pipelines import kth, mnist_digits, smmnist
 
 # ---------------------------------------------------------------------------------------------
 # Stochastic Moving MNIST.
@@ -156,7 +153,6 @@ class KthActions(tfds.core.GeneratorBasedBuilder):
   """
 
   def _info(self) -> tfds.core.DatasetInfo:
-    from pipelines import kth  # pylint: disable=g-import-not-at-top
     size = self.builder_config.image_size
     return self.dataset_info_from_configs(
         description=self.__doc__,
@@ -173,7 +169,6 @@ class KthActions(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    from pipelines import kth  # pylint: disable=g-import-not-at-top
     raw_dir = os.fspath(dl_manager.manual_dir)
     paths = kth.find_videos(raw_dir)
     listed = kth.parse_sequences_file(kth.find_sequences_file(raw_dir))
@@ -187,7 +182,6 @@ class KthActions(tfds.core.GeneratorBasedBuilder):
             for split in kth.SPLITS}
 
   def _generate_examples(self, names, paths, listed):
-    from pipelines import kth  # pylint: disable=g-import-not-at-top
     undecodable = []
     for name in names:
       try:
@@ -210,130 +204,3 @@ CITATION_KTH = """@inproceedings{schuldt2004recognizing,
   booktitle={International Conference on Pattern Recognition},
   year={2004}
 }"""
-
-
-# ---------------------------------------------------------------------------------------------
-# Training and evaluation input from prepared tfds datasets (train.py --data_source=tfds).
-
-TFDS_NAMES = {"smmnist": "stochastic_moving_mnist", "kth": "kth_actions",
-              "bair": "bair_robot_pushing_small"}
-SMMNIST_CONFIG_NAMES = {1: "one_digit", 2: "two_digits"}  # by --num_digits
-
-
-def _builder(config, data_dir: Optional[str]):
-  """The prepared tfds builder for config.dataset (KTH: the config of config.image_size)."""
-  name = TFDS_NAMES[config.dataset]
-  if config.dataset == "kth":
-    name += f"/{config.image_size}x{config.image_size}"
-  elif config.dataset == "smmnist":
-    if config.num_digits not in SMMNIST_CONFIG_NAMES:
-      raise ValueError(f"--num_digits={config.num_digits}: stochastic_moving_mnist has configs "
-                       f"for {sorted(SMMNIST_CONFIG_NAMES)} digits")
-    name += "/" + SMMNIST_CONFIG_NAMES[config.num_digits]
-  builder = tfds.builder(name, data_dir=data_dir)
-  if not builder.is_prepared():
-    raise FileNotFoundError(
-        f"tensorflow-datasets {name} is not prepared in {builder.data_dir_root}: prepare it once "
-        f"(python -c \"import pipelines.tfds_builders, tensorflow_datasets as tfds; "
-        f"tfds.builder('{name}', data_dir='{data_dir or ''}').download_and_prepare()\"; KTH needs "
-        "download_config=tfds.download.DownloadConfig(manual_dir=RAW))")
-  return builder
-
-
-def _frames_and_actions(config, example):
-  """A tfds example -> {'frames': uint8 [T, H, W, C], 'actions'?, 'sequences'?}."""
-  if config.dataset == "bair":
-    camera = "image_" + config.bair_camera
-    return {"frames": example[camera], "actions": example["action"]}
-  out = {"frames": example["video"]}
-  if config.dataset == "kth":
-    out["sequences"] = example["sequences"]
-  return out
-
-
-def train_input_fn(config, data_dir: Optional[str]):
-  """Like pipelines.inputs.train_input_fn, from a prepared tfds dataset: shuffled random windows
-  (KTH: SVG's sub-sequence draw), sharded by input pipeline, repeated."""
-  from pipelines import kth  # pylint: disable=g-import-not-at-top
-  builder = _builder(config, data_dir)
-  seq_len = config.seq_len
-  video_len = {"smmnist": lambda: builder.info.features["video"].shape[0],
-               "bair": lambda: 30, "kth": lambda: None}[config.dataset]()
-  if video_len is not None and video_len < seq_len:
-    raise ValueError(f"{builder.name} videos have {video_len} frames; training needs "
-                     f"n_past + n_future = {seq_len}")
-
-  def input_fn(ctx, start_index):
-    seed = int(np.random.default_rng([config.seed, start_index]).integers(2**31 - 1))
-    # SM-MNIST is stored in index order (sequences are i.i.d., so the window shuffle suffices);
-    # tfds refuses to shuffle the files of an ordered dataset.
-    ds = builder.as_dataset(split="train", shuffle_files=not builder.info.disable_shuffling,
-                            read_config=tfds.ReadConfig(shuffle_seed=seed,
-                                                        input_context=ctx))
-    ds = ds.map(lambda e: _frames_and_actions(config, e), num_parallel_calls=tf.data.AUTOTUNE)
-    if config.dataset == "kth":
-      ds = ds.filter(lambda e: tf.reduce_any(e["sequences"][:, 1] - e["sequences"][:, 0]
-                                             >= seq_len))
-    ds = ds.repeat().enumerate()
-
-    def window(i, e):
-      key = tf.stack([tf.constant(seed, tf.int64), i])
-      if config.dataset == "kth":
-        frames = kth.subsequence_window(e["frames"], e["sequences"], seq_len, key)
-        out = {"frames": frames}
-      else:
-        start = tf.random.stateless_uniform([], key, 0, tf.shape(e["frames"])[0] - seq_len + 1,
-                                            tf.int32)
-        out = {k: v[start:start + seq_len] for k, v in e.items()}
-      out["frames"] = tf.cast(out["frames"], tf.float32) / 255.0
-      shape = [seq_len, config.image_size, config.image_size, config.channels]
-      out["frames"] = tf.ensure_shape(out["frames"], shape)
-      return (out["frames"], out["actions"]) if config.action_dim else out["frames"]
-
-    ds = ds.map(window, num_parallel_calls=tf.data.AUTOTUNE).shuffle(256, seed=seed)
-    batch = ctx.get_per_replica_batch_size(config.batch_size)
-    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-  return input_fn
-
-
-def test_videos(config, num_frames: int, data_dir: Optional[str], max_videos: Optional[int]):
-  """Like pipelines.inputs.test_videos, from a prepared tfds dataset's test split, in order
-  (KTH: SRVP's seeded clips, drawn exactly as pipelines.kth.test_clips draws them)."""
-  from pipelines import inputs, kth  # pylint: disable=g-import-not-at-top
-  builder = _builder(config, data_dir)
-  ds = builder.as_dataset(split="test", shuffle_files=False)
-  if config.dataset == "kth":
-    videos = {}
-    for e in ds.as_numpy_iterator():
-      videos[kth.video_name(int(e["person"]), int(e["action"]), int(e["scenario"]))] = e["video"]
-    clip_len = max(num_frames, kth.TEST_CLIP_LEN)
-    count = kth.TEST_NUM_CLIPS if max_videos is None else min(max_videos, kth.TEST_NUM_CLIPS)
-    plan = kth.plan_test_clips({n: len(v) for n, v in videos.items()}, count, clip_len)
-    frames = np.stack([videos[name][start:start + num_frames] for name, start, *_ in plan])
-    return inputs.TestVideos(frames.astype(np.float32) / 255.0,  # tfds order is irrelevant here
-                             description=f"tfds {builder.name} test persons 21-25, {count} "
-                                         f"seeded clips of {clip_len} frames (seed "
-                                         f"{kth.TEST_SEED})")
-  if max_videos is not None:
-    ds = ds.take(max_videos)
-  fields = {"frames": [], "actions": [], "positions": [], "wall_hits": [], "digit_indices": []}
-  for e in ds.as_numpy_iterator():
-    item = _frames_and_actions(config, e)
-    if len(item["frames"]) < num_frames:
-      raise ValueError(f"{builder.name} test videos have {len(item['frames'])} frames; the "
-                       f"evaluation needs n_past + n_future = {num_frames}")
-    fields["frames"].append(item["frames"][:num_frames].astype(np.float32) / 255.0)
-    if config.dataset == "bair":
-      fields["actions"].append(item["actions"][:num_frames])
-    else:
-      fields["positions"].append(e["positions"][:num_frames])
-      fields["wall_hits"].append(e["wall_hits"][:num_frames])
-      fields["digit_indices"].append(e["digit_indices"])
-  stacked = {k: np.stack(v) if v else None for k, v in fields.items()}
-  # bair_robot_pushing_small is tfds' own builder: it stores the test videos in its hashed order,
-  # not file order (the mean over all 256 is the same; a --max_videos subset differs).
-  order = "tfds' own order" if config.dataset == "bair" else "in order"
-  return inputs.TestVideos(stacked["frames"], stacked["positions"], stacked["wall_hits"],
-                           stacked["digit_indices"], stacked["actions"],
-                           description=f"tfds {builder.name} test split, {order}")

