@@ -178,6 +178,8 @@ def _from_wheel(split: str) -> RawDigits:
 
 
 def _from_tfds(split: str) -> RawDigits:
+  # Only this last-resort source needs tensorflow_datasets, which defines an absl flag on import:
+  # imported here, the CLIs of smmnist/bair/kth keep a clean flag namespace.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   images, labels = tfds.as_numpy(
       tfds.load('mnist', split=split, batch_size=-1, as_supervised=True))

@@ -26,12 +26,13 @@ import threading
 import time
 from typing import Any, Dict, NamedTuple, Optional, Union
 
-from absl import logging
+from absl import app, flags, logging
 import numpy as np
 import tensorflow as tf
 
 from pipelines import mnist_digits
 from pipelines import tfrecord
+from svg_tf import media
 
 IMAGE_SIZE = 64  # canvas height and width
 DIGIT_SIZE = 32  # digits are MNIST 28x28 resized to 32x32
@@ -356,8 +357,6 @@ def write_preview(path_prefix: str, split: str, count: int, seq_len: int, seed: 
 
   The K sequences are (seed, 0..K-1): the first K records of the same `write_tfrecords` set.
   """
-  from svg_tf import media  # pylint: disable=g-import-not-at-top  (only the CLI needs it)
-
   digits = mnist_digits.load_digits(split, mnist_path)
   videos = np.stack([
       to_uint8(generate_sequence(sequence_rng(seed, i), digits.images, seq_len, num_digits,
@@ -374,8 +373,6 @@ def write_preview(path_prefix: str, split: str, count: int, seq_len: int, seed: 
 
 def _define_flags():
   """Defines the CLI flags; called only under __main__ so importers keep a clean flag namespace."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
   flags.DEFINE_enum('split', 'test', list(mnist_digits.SPLITS),
                     'MNIST split the digits come from (train: 60,000 digits, test: 10,000).')
   flags.DEFINE_integer('num_sequences', 5000, 'Number of sequences (records) to write.',
@@ -403,9 +400,6 @@ def _define_flags():
 
 
 def main(argv):
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   if len(argv) > 1:
     raise app.UsageError(f'unexpected positional arguments: {" ".join(argv[1:])}')
@@ -421,7 +415,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-
   _define_flags()
   app.run(main)
