@@ -77,11 +77,14 @@ class TimeBatchNorm(keras.layers.Layer):
       scale = gamma * tf.math.rsqrt(self.moving_variance + self.epsilon)
       shift = beta - self.moving_mean * scale
       return tf.cast(tf.cast(x, tf.float32) * scale + shift, x.dtype)
-    y, mean, variance = per_step_batch_norm(x, gamma, beta, self.epsilon, self._sum_over_replicas())
+    y, mean, variance, count = per_step_batch_norm(x, gamma, beta, self.epsilon,
+                                                   self._sum_over_replicas())
     if bn_mode == BN_TRAIN:
+      # torch's running variance takes the unbiased estimate of the batch's variance.
+      unbiased = variance * (count / tf.maximum(count - 1.0, 1.0))
       m = self.momentum
       self.moving_mean.assign(self.moving_mean * m + tf.reduce_mean(mean, 0) * (1.0 - m))
-      self.moving_variance.assign(self.moving_variance * m + tf.reduce_mean(variance, 0) * (1.0 - m))
+      self.moving_variance.assign(self.moving_variance * m + tf.reduce_mean(unbiased, 0) * (1.0 - m))
     return y
 
 
@@ -94,21 +97,30 @@ def per_step_batch_norm(x, gamma, beta, epsilon, sum_over_replicas):
   instead of about eight, which matters on a CPU where BatchNorm is memory-bound. Statistics are
   float32; y has x's dtype.
 
+  The variance is computed in two passes, the mean first and then the mean squared deviation
+  from it: the one-pass E[x^2] - E[x]^2 loses digits when the mean is large against the spread.
+
   Returns:
-    y, and the per-step mean and biased variance, each (time, c).
+    y; the per-step mean and biased variance, each (time, c); the number of values per channel
+    and step that they are taken over (all replicas).
   """
   @tf.custom_gradient
   def normalize(x, gamma, beta):
     xf = tf.cast(x, tf.float32)
     axes = [1, 2, 3]
-    count = sum_over_replicas(tf.cast(tf.reduce_prod(tf.shape(x)[1:4]), tf.float32))
-    sums = sum_over_replicas(tf.stack([tf.reduce_sum(xf, axes), tf.reduce_sum(tf.square(xf), axes)]))
-    mean = sums[0] / count  # (time, c)
-    variance = tf.maximum(sums[1] / count - tf.square(mean), 0.0)
+    per_step = lambda v: v[:, None, None, None, :]  # (time, 1, 1, 1, c)
+    local_count = tf.cast(tf.reduce_prod(tf.shape(x)[1:4]), tf.float32)
+    sums = tf.reduce_sum(xf, axes)  # (time, c)
+    # One all-reduce for the sums and the count: the count rides in an extra channel.
+    totals = sum_over_replicas(tf.concat([sums, tf.fill(tf.stack([tf.shape(sums)[0], 1]),
+                                                        local_count)], axis=1))
+    count = totals[0, -1]
+    mean = totals[:, :-1] / count  # (time, c)
+    deviations = tf.reduce_sum(tf.math.squared_difference(xf, per_step(mean)), axes)
+    variance = sum_over_replicas(deviations) / count
     inv = tf.math.rsqrt(variance + epsilon)
     scale = gamma * inv
     shift = beta - mean * scale
-    per_step = lambda v: v[:, None, None, None, :]  # (time, 1, 1, 1, c)
     y = tf.cast(xf * per_step(scale) + per_step(shift), x.dtype)
 
     def grad(dy, *unused_stat_grads):  # the statistics only feed the moving averages
@@ -124,7 +136,7 @@ def per_step_batch_norm(x, gamma, beta, epsilon, sum_over_replicas):
       dbeta = tf.reduce_sum(local[0], axis=0)
       return tf.cast(dx, x.dtype), dgamma, dbeta
 
-    return (y, mean, variance), grad
+    return (y, mean, variance, count), grad
 
   return normalize(x, gamma, beta)
 
