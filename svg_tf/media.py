@@ -155,13 +155,6 @@ def save_gif(path: str, frames, fps: float = 4) -> None:
   write_file_atomic(path, buffer.getvalue())
 
 
-def save_png(path: str, image) -> None:
-  """Writes an image uint8 (or float [0, 1]) [H, W, 3|1] as PNG, atomically."""
-  buffer = io.BytesIO()
-  _pil_image(to_uint8(image)).save(buffer, format='PNG')
-  write_file_atomic(path, buffer.getvalue())
-
-
 PREVIEW_GIF_MAX = 32  # videos tiled into a preview GIF; the npz keeps all of them
 
 

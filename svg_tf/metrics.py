@@ -8,9 +8,9 @@ Protocol the caller (evaluate.py) assembles from these pieces:
      `psnr_per_frame`, optionally `reference_ssim_per_frame` and LPIPS -> [V, S, T];
   2. `best_of_samples` once per metric (the best-SSIM and best-PSNR samples may differ);
   3. `mean_and_ci95` over videos -> JSON-ready numbers.
-FVD (`fvd`) and LPIPS need networks the user supplies as local SavedModels; nothing is ever
-downloaded. Without them, report `LPIPS_UNAVAILABLE_NOTE` / `FVD_UNAVAILABLE_NOTE` instead of a
-number.
+FVD (`load_i3d` activations, `frechet_distance`) and LPIPS need networks the user supplies as local
+SavedModels; nothing is ever downloaded. Without them, report `LPIPS_UNAVAILABLE_NOTE` /
+`FVD_UNAVAILABLE_NOTE` instead of a number.
 """
 
 import os
@@ -184,7 +184,7 @@ def mean_and_ci95(values: ArrayLike) -> Dict[str, object]:
 
 def _sqrtm_checked(m: np.ndarray) -> Tuple[np.ndarray, bool]:
   """scipy sqrtm; the flag says the result is usable (finite, no singularity warning)."""
-  import scipy.linalg  # pylint: disable=g-import-not-at-top
+  import scipy.linalg  # pylint: disable=g-import-not-at-top  (only FVD needs scipy; slow import)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     root = scipy.linalg.sqrtm(m)
@@ -359,18 +359,3 @@ def load_i3d(path: str, batch_size: int = I3D_BATCH) -> Callable[[ArrayLike], np
 
   activations.module = module  # the signature needs its SavedModel's variables kept alive
   return activations
-
-
-def fvd(real_videos: ArrayLike, fake_videos: ArrayLike,
-        i3d: Callable[[ArrayLike], np.ndarray]) -> float:
-  """Frechet Video Distance: Frechet distance of I3D activations of real and generated videos.
-
-  Which frames go in (SRVP concatenates context and predicted frames and uses one random sample
-  per test video) is the caller's choice; state it next to the number.
-  Args:
-    real_videos, fake_videos: [N, T, H, W, C] and [M, T, H, W, C] in [0, 1].
-    i3d: the callable from `load_i3d`.
-  Returns:
-    float FVD.
-  """
-  return frechet_distance(i3d(real_videos), i3d(fake_videos))

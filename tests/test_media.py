@@ -78,15 +78,6 @@ def test_save_gif_writes_looping_gif_atomically(tmp_path):
   media.save_gif(str(tmp_path / 'grey.gif'), frames[..., :1])  # one channel works too
 
 
-def test_save_png_round_trip(tmp_path):
-  image = (np.arange(4 * 5 * 3) % 256).astype(np.uint8).reshape(4, 5, 3)
-  path = tmp_path / 'out' / 'a.png'
-  media.save_png(str(path), image)
-  with Image.open(path) as png:
-    np.testing.assert_array_equal(np.asarray(png), image)
-  assert os.listdir(path.parent) == ['a.png']
-
-
 def _moving_square(frames=3, size=64):
   """float32 (frames, size, size, 1): a bright 12-pixel square moving down and right."""
   video = np.zeros((frames, size, size, 1), np.float32)

@@ -305,5 +305,5 @@ def test_fake_i3d_savedmodel_and_fvd(tmp_path):
   gray = i3d(videos[..., :1])
   np.testing.assert_allclose(gray[:, 0], gray[:, 2])  # grayscale repeated to 3 channels
   real = np.concatenate([videos, rng.uniform(size=(3, 4, 16, 16, 3)).astype(np.float32)])
-  assert abs(metrics.fvd(real, real, i3d)) < 1e-4
-  assert metrics.fvd(real, 0.5 * real, i3d) > 0.1
+  assert abs(metrics.frechet_distance(i3d(real), i3d(real))) < 1e-4
+  assert metrics.frechet_distance(i3d(real), i3d(0.5 * real)) > 0.1
