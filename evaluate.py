@@ -40,7 +40,8 @@ flags.DEFINE_enum("ssim", "tf", ["tf", "reference"], "tf: tf.image.ssim only; re
                   "reference's SSIM (7x7 uniform window, data_range 2), reported as ssim_reference")
 flags.DEFINE_enum("generation_bn", None, ["moving", "batch"], "BatchNorm statistics when sampling "
                   "(default: the run's config, moving unless trained otherwise)")
-flags.DEFINE_integer("seed", 1, "Seed of the sampled latents")
+flags.DEFINE_integer("seed", 1, "Seed of the sampled latents: sample s of every video uses the "
+                     "noise of (seed, s), as svg_tf.load(...).sample and the SavedModel do")
 flags.DEFINE_integer("chunk_size", 256, "(video, sample) rows per sampling call (bounds memory)")
 flags.DEFINE_integer("videos_per_batch", 8, "Test videos scored together")
 flags.DEFINE_integer("num_figure_videos", 4, "Test videos drawn in the sample figures")
@@ -60,10 +61,14 @@ def main(argv):
   for name in ("num_samples", "chunk_size", "videos_per_batch"):
     if FLAGS[name].value < 1:
       raise app.UsageError(f"--{name}={FLAGS[name].value}: must be at least 1")
+  if not 0 <= FLAGS.seed <= 2**31 - 1:
+    raise app.UsageError(f"--seed={FLAGS.seed}: must be in [0, 2**31 - 1]")
 
-  from svg_tf import evaluation, training  # TensorFlow starts here
+  # TensorFlow starts here, once the flags are known to be good (--cpu_replicas needs that).
+  from pipelines import inputs, mnist_digits  # pylint: disable=g-import-not-at-top
+  from svg_tf import checkpoints, evaluation, strategies  # pylint: disable=g-import-not-at-top
 
-  strategy = training.make_strategy(FLAGS.cpu_replicas)
+  strategy = strategies.make_strategy(FLAGS.cpu_replicas)
   curves = {}
   for path in FLAGS.compare:
     with open(path) as f:
@@ -72,15 +77,24 @@ def main(argv):
   several = len(FLAGS.model_dir) > 1
   for model_dir in FLAGS.model_dir:
     label = os.path.basename(os.path.normpath(model_dir))
-    out = os.path.join(FLAGS.out, label) if several else FLAGS.out
-    curves[label] = evaluation.evaluate_run(
-        model_dir, out, horizons=HORIZONS, n_past=FLAGS.n_past, n_future=FLAGS.n_future,
-        data_dir=FLAGS.data_dir, num_samples=FLAGS.num_samples, max_videos=FLAGS.max_videos,
-        reference_ssim=FLAGS.ssim == "reference", bn_mode=FLAGS.generation_bn, seed=FLAGS.seed,
-        chunk_size=FLAGS.chunk_size, videos_per_batch=FLAGS.videos_per_batch,
-        num_figure_videos=FLAGS.num_figure_videos, lpips_path=FLAGS.lpips_path,
-        i3d_path=FLAGS.i3d_path, mnist_path=FLAGS.mnist_path, strategy=strategy, label=label,
-        skip_bad_records=FLAGS.skip_bad_records, data_source=FLAGS.data_source)
+    run = checkpoints.restore_run(model_dir, strategy)
+    config = run.model.config
+    default_past, default_future = HORIZONS[config.dataset]
+    n_past, n_future = FLAGS.n_past or default_past, FLAGS.n_future or default_future
+    videos = inputs.test_videos(config, n_past + n_future, FLAGS.data_dir, FLAGS.max_videos,
+                                FLAGS.mnist_path, skip_bad_records=FLAGS.skip_bad_records,
+                                source=FLAGS.data_source)
+    digits = None
+    if videos.wall_hits is not None:  # SM-MNIST: the digits behind the wall-hit figures
+      digits = mnist_digits.load_digits("test", FLAGS.mnist_path).images
+    curves[label] = evaluation.evaluate(
+        run.model, videos, os.path.join(FLAGS.out, label) if several else FLAGS.out,
+        n_past=n_past, n_future=n_future, checkpoint=run.checkpoint, checkpoint_step=run.step,
+        num_samples=FLAGS.num_samples, reference_ssim=FLAGS.ssim == "reference",
+        bn_mode=FLAGS.generation_bn, seed=FLAGS.seed, chunk_size=FLAGS.chunk_size,
+        videos_per_batch=FLAGS.videos_per_batch, num_figure_videos=FLAGS.num_figure_videos,
+        lpips_path=FLAGS.lpips_path, i3d_path=FLAGS.i3d_path, digit_images=digits,
+        strategy=strategy, label=label)
     logging.info("%s: SSIM %.4f +- %.4f, PSNR %.2f +- %.2f dB over %d videos", label,
                  curves[label]["ssim"]["mean"], curves[label]["ssim"]["ci95"],
                  curves[label]["psnr"]["mean"], curves[label]["psnr"]["ci95"],

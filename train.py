@@ -132,22 +132,23 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
     config = config_from_flags()
-    for name in ("log_every", "summary_every", "image_every", "checkpoint_every", "max_bad_steps"):
-      if FLAGS[name].value < 1:
-        raise ValueError(f"--{name}={FLAGS[name].value}: must be at least 1")
-    if FLAGS.cpu_replicas < 0:
-      raise ValueError(f"--cpu_replicas={FLAGS.cpu_replicas}: must be 0 or more")
+    options = config_lib.LoopOptions(
+        log_every=FLAGS.log_every, summary_every=FLAGS.summary_every,
+        image_every=FLAGS.image_every, checkpoint_every=FLAGS.checkpoint_every,
+        max_bad_steps=FLAGS.max_bad_steps)
   except ValueError as err:
     raise app.UsageError(str(err))
 
   # TensorFlow starts here, once the flags are known to be good (--cpu_replicas needs that).
-  from svg_tf import model as model_lib
-  from svg_tf import training
+  # pylint: disable=g-import-not-at-top
   import tensorflow as tf
-  from pipelines import inputs, tfrecord
+  from pipelines import inputs
+  from svg_tf import checkpoints, run_dir, strategies, train_loop
+  from svg_tf.model import SVG
+  # pylint: enable=g-import-not-at-top
 
   if FLAGS.dry_run:
-    counts = model_lib.SVG(config).parameter_counts()
+    counts = SVG(config).parameter_counts()
     for name, count in counts.items():
       print(f"params {name} {count}")
     print(f"params total {sum(counts.values())}")
@@ -163,7 +164,7 @@ def main(argv):
   if FLAGS.deterministic:
     tf.config.experimental.enable_op_determinism()  # seeds: config.seed (Trainer, input streams)
   try:
-    strategy = training.make_strategy(FLAGS.cpu_replicas, FLAGS.strategy)
+    strategy = strategies.make_strategy(FLAGS.cpu_replicas, FLAGS.strategy)
   except ValueError as err:  # bad TF_CONFIG or flag combination: one line, no traceback
     raise app.UsageError(str(err))
   data = dict(data_dir=FLAGS.data_dir, mnist_path=FLAGS.mnist_path,
@@ -173,17 +174,13 @@ def main(argv):
     preview = inputs.preview_videos(config, FLAGS.num_preview, **data) if FLAGS.num_preview else None
   except (ValueError, FileNotFoundError) as err:  # bad --data_dir: one line, no traceback
     raise app.UsageError(str(err))
-  options = training.LoopOptions(log_every=FLAGS.log_every, summary_every=FLAGS.summary_every,
-                                 image_every=FLAGS.image_every,
-                                 checkpoint_every=FLAGS.checkpoint_every,
-                                 max_bad_steps=FLAGS.max_bad_steps)
   print(f"run directory: {os.path.abspath(model_dir)}", flush=True)
   try:
-    result = training.train(config, model_dir, input_fn, strategy, options,
-                            preview_frames=None if preview is None else preview.frames,
-                            preview_actions=preview.actions if preview and config.action_dim
-                            else None, jit_compile=FLAGS.jit_compile)
-  except (training.RunDirError, training.CheckpointSaveError, training.NonFiniteError) as err:
+    result = train_loop.train(config, model_dir, input_fn, strategy, options,
+                              preview_frames=None if preview is None else preview.frames,
+                              preview_actions=preview.actions if preview and config.action_dim
+                              else None, jit_compile=FLAGS.jit_compile)
+  except (run_dir.RunDirError, checkpoints.CheckpointSaveError, train_loop.NonFiniteError) as err:
     print(f"error: {err}", file=sys.stderr)  # one line; what was saved before stays usable
     return 1
   except (tf.errors.OpError, UnicodeDecodeError) as err:
@@ -200,7 +197,7 @@ def main(argv):
   if result.get("preempted"):
     print(f"preempted: checkpoint of step {result['step']} saved in {os.path.abspath(model_dir)}; "
           "rerun the same command to resume", flush=True)
-    return training.PREEMPTED_EXIT_CODE
+    return train_loop.PREEMPTED_EXIT_CODE
   print(f"done: checkpoints, TensorBoard summaries and sample GIFs in {os.path.abspath(model_dir)}")
 
 

@@ -78,7 +78,7 @@ def time_input(config, data_dir: str):
 
 
 def time_model(config):
-  from svg_tf.training import Trainer
+  from svg_tf.trainer import Trainer
   trainer = Trainer(config)
   shape = (config.batch_size, config.seq_len, config.image_size, config.image_size, config.channels)
   frames = np.random.RandomState(0).rand(*shape).astype(np.float32)

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 from pipelines import inputs  # noqa: E402
 from svg_tf import config as config_lib  # noqa: E402
-from svg_tf.training import Trainer  # noqa: E402
+from svg_tf.trainer import Trainer  # noqa: E402
 
 flags.DEFINE_integer("steps", 40, "Training steps per precision.")
 flags.DEFINE_integer("batch_size", 16, "Global batch.")

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from svg_tf import config as config_lib  # noqa: E402
-from svg_tf.training import Trainer  # noqa: E402
+from svg_tf.trainer import Trainer  # noqa: E402
 
 flags.DEFINE_enum("dataset", "smmnist", sorted(config_lib.PRESETS), "Preset to time.")
 flags.DEFINE_integer("batch_size", 16, "Global batch.")

@@ -16,7 +16,7 @@ the training stream raised into a `tfrecord.CorruptRecordError` naming them, wha
 With skip_bad_records they are dropped, logged and counted in one log for all sources
 (`tfrecord.skipped_records()`). Frames are uint8 on disk in every native format, so NaN or
 out-of-range pixels cannot come from them; the trainer still refuses any batch that is not finite
-or outside [0, 1] (svg_tf/training.py).
+or outside [0, 1] (svg_tf/trainer.py).
 
 Data sources per dataset (`data_dir`):
   smmnist  none: generated on the fly from MNIST; or `python -m pipelines.smmnist` TFRecords

@@ -1,13 +1,18 @@
-"""Every SVG hyperparameter in one frozen object, with the reference's defaults per dataset.
+"""Every SVG hyperparameter in one frozen object, with the reference's defaults per dataset; and
+the options of the training loop.
 
 The presets equal the commands in the reference README (SPEC section 0): SM-MNIST trains SVG-LP
 with DCGAN-64 frames, BAIR and KTH with VGG-64. Field names are the reference's flag names
 (`n_past`, `g_dim`, `rnn_size`, `beta`, ...) so its commands translate one to one.
+
+Both objects check their values when built (a ValueError naming the flag), so front ends check
+flags by building them, before TensorFlow is imported: this module does not import it.
 """
 
 import dataclasses
 import json
-from typing import Any, Dict
+import signal
+from typing import Any, Dict, Sequence
 
 MODELS = ("lp", "fp", "det")  # learned prior, fixed N(0, I) prior, deterministic baseline
 ARCHS = ("dcgan", "vgg")
@@ -143,3 +148,21 @@ def preset(dataset: str, **overrides) -> SVGConfig:
   values = dict(PRESETS[dataset], dataset=dataset)
   values.update({k: v for k, v in overrides.items() if v is not None})
   return SVGConfig.from_dict(values)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopOptions:
+  """How often the training loop logs, summarises and saves (all in steps), and when it stops."""
+  log_every: int = 50
+  summary_every: int = 50
+  image_every: int = 1000
+  checkpoint_every: int = 1000
+  max_checkpoints: int = 3
+  max_bad_steps: int = 10  # consecutive skipped (non-finite) steps that stop training
+  stop_signals: Sequence[int] = (signal.SIGTERM,)  # save and return after the current step
+
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if field.type is int and value < 1:
+        raise ValueError(f"--{field.name}={value}: must be at least 1")

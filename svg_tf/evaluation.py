@@ -6,9 +6,14 @@ PSNR (`tf.image.psnr`, max_val 1) per frame; for each metric separately the best
 with the best mean over time; results are means over videos with 95% intervals (SRVP's
 convention, see ../shared/reference/anchors.md section 2).
 
-Sampling runs as one `tf.function` over chunks of (video, sample) rows in the batch dimension.
-The latent noise of row (video v, sample s) depends only on (seed, v, s), and BatchNorm uses its
-moving statistics by default, so results do not depend on the chunk size or batch composition.
+Sampling runs as one `tf.function` over chunks of (video, sample) rows in the batch dimension,
+through `SVG.sample_rows`. The latent noise of sample s depends only on (seed, s) (svg_tf's one
+noise scheme, `svg_tf.model.latent_noise`), and BatchNorm uses its moving statistics by default,
+so results do not depend on the chunk size, the batch composition or the number of replicas, and
+sample s of a video is what `svg_tf.load(...).sample` and the SavedModel give for that seed.
+
+This module knows nothing of datasets: evaluate.py loads the test videos (`pipelines.inputs`) and
+passes them in.
 """
 
 import dataclasses
@@ -22,34 +27,18 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pipelines.inputs import TestVideos
-from svg_tf import media, metrics
+from svg_tf import figures, media, metrics
 from svg_tf.config import SVGConfig
-from svg_tf.model import SVG
-
-
-def load_model(model_dir: str, strategy: Optional[tf.distribute.Strategy] = None):
-  """(model, config, checkpoint step, checkpoint path) of the newest checkpoint in model_dir."""
-  path = os.path.join(model_dir, "config.json")
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f"--model_dir={model_dir}: no config.json (not a train.py run directory)")
-  with tf.io.gfile.GFile(path) as f:
-    config = SVGConfig.from_dict(json.load(f))
-  checkpoint = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
-  if checkpoint is None:
-    raise FileNotFoundError(f"--model_dir={model_dir}: no checkpoint in {model_dir}/checkpoints")
-  import keras  # pylint: disable=g-import-not-at-top
-  keras.mixed_precision.set_global_policy(config.precision)
-  with (strategy or tf.distribute.get_strategy()).scope():
-    model = SVG(config)
-  from svg_tf import training  # pylint: disable=g-import-not-at-top
-  training.restore_objects(checkpoint, partial=True, model=model)  # refuses incomplete ones
-  step = int(checkpoint.rsplit("-", 1)[-1])
-  return model, config, step, checkpoint
+from svg_tf.model import SVG, mean_prior_std
 
 
 class Sampler:
-  """Draws futures for many (video, sample) rows, chunk by chunk, in one traced function."""
+  """Draws futures for many (video, sample) rows, chunk by chunk, in one traced function.
+
+  Each chunk goes through `SVG.sample_rows` (split over the strategy's replicas), so sample s of a
+  video is what `svg_tf.load(...).sample` and the SavedModel give for the same seed, whatever the
+  chunk size or the number of replicas (BatchNorm on its moving statistics).
+  """
 
   def __init__(self, model: SVG, n_past: int, n_future: int, chunk_size: int = 256,
                strategy: Optional[tf.distribute.Strategy] = None, bn_mode: Optional[str] = None):
@@ -58,72 +47,66 @@ class Sampler:
     self.strategy = strategy or tf.distribute.get_strategy()
     replicas = self.strategy.num_replicas_in_sync
     self.chunk_size = max(replicas, chunk_size - chunk_size % replicas)
-    self.z_dim = max(c.latent_dim, 1)
     self.action_dim = c.action_dim
+    self.steps = n_past - 1 + n_future
     shape = [None, n_past, c.image_size, c.image_size, c.channels]
-    signature = [tf.TensorSpec(shape, tf.float32),
-                 tf.TensorSpec([n_past - 1 + n_future, None, self.z_dim], tf.float32),
-                 tf.TensorSpec([None, n_past - 1 + n_future, max(c.action_dim, 1)], tf.float32)]
+    signature = [tf.TensorSpec(shape, tf.float32), tf.TensorSpec([None], tf.int32),
+                 tf.TensorSpec([], tf.int32),
+                 tf.TensorSpec([None, self.steps, max(c.action_dim, 1)], tf.float32)]
 
-    def generate(context, noise, actions):
-      return model.generate(context, n_future, noise if c.latent_dim else None, bn_mode=bn_mode,
-                            return_prior_std=True, actions=actions if c.action_dim else None)
+    def generate(context, sample_index, seed, actions):
+      out = model.sample_rows(context, n_future, sample_index, seed,
+                              actions if c.action_dim else None, bn_mode)
+      return out.frames, mean_prior_std(out.prior_std)
 
     self._generate = tf.function(generate, input_signature=signature)
-    self._replicated = tf.function(lambda c, n, a: self.strategy.run(generate, args=(c, n, a)))
+    self._replicated = tf.function(
+        lambda *args: self.strategy.run(generate, args=args))
 
-  def noise(self, seed: int, video_ids: np.ndarray, num_samples: int) -> np.ndarray:
-    """(steps, rows, z) standard normal; row (v, s) from np.random.default_rng([seed, v, s])."""
-    steps = self.n_past - 1 + self.n_future
-    rows = [np.random.default_rng([seed, int(v), s]).standard_normal((steps, self.z_dim))
-            for v in video_ids for s in range(num_samples)]
-    return np.stack(rows, axis=1).astype(np.float32)
-
-  def _run_chunk(self, context, noise, actions):
+  def _run_chunk(self, context, sample_index, seed, actions):
     replicas = self.strategy.num_replicas_in_sync
+    seed = tf.constant(seed, tf.int32)
     if replicas == 1:
-      frames, std = self._generate(context, noise, actions)
+      frames, std = self._generate(context, sample_index, seed, actions)
       return frames.numpy(), std.numpy()
     rows = context.shape[0]
     pad = (-rows) % replicas
+    parts = [context, sample_index, actions]
     if pad:  # equal slices per replica; the padding rows are dropped below
-      context = np.concatenate([context, np.repeat(context[-1:], pad, axis=0)])
-      noise = np.concatenate([noise, np.repeat(noise[:, -1:], pad, axis=1)], axis=1)
-      actions = np.concatenate([actions, np.repeat(actions[-1:], pad, axis=0)])
+      parts = [np.concatenate([p, np.repeat(p[-1:], pad, axis=0)]) for p in parts]
     per = (rows + pad) // replicas
+
     def split(rows_first):  # replica r gets rows [r * per, (r + 1) * per)
       return self.strategy.experimental_distribute_values_from_function(
           lambda ctx: rows_first[ctx.replica_id_in_sync_group * per:][:per])
-    noise_dist = self.strategy.experimental_distribute_values_from_function(
-        lambda ctx: noise[:, ctx.replica_id_in_sync_group * per:][:, :per])
-    frames, std = self._replicated(split(context), noise_dist, split(actions))
+
+    context, sample_index, actions = [split(p) for p in parts]
+    frames, std = self._replicated(context, sample_index, seed, actions)
     frames = self.strategy.gather(frames, axis=0).numpy()[:rows]
     std = self.strategy.gather(std, axis=0).numpy()[:rows]
     return frames, std
 
   def sample(self, context: np.ndarray, num_samples: int, seed: int,
-             video_ids: Optional[np.ndarray] = None, actions: Optional[np.ndarray] = None):
+             actions: Optional[np.ndarray] = None):
     """context (V, n_past, H, W, C) -> frames (V, S, n_future, H, W, C), prior std (V, S, n_future).
 
     actions (V, >= n_past + n_future - 1, action_dim): required by action-conditioned models.
     """
     v = context.shape[0]
-    video_ids = np.arange(v) if video_ids is None else np.asarray(video_ids)
     rows_context = np.repeat(context.astype(np.float32), num_samples, axis=0)  # video-major rows
-    noise = self.noise(seed, video_ids, num_samples)
-    steps = self.n_past - 1 + self.n_future
+    sample_index = np.tile(np.arange(num_samples, dtype=np.int32), v)
     if self.action_dim:
-      if actions is None or actions.shape[1] < steps:
-        raise ValueError(f"this model is action-conditioned: sampling needs actions for {steps} "
-                         f"steps, got {None if actions is None else actions.shape}")
-      rows_actions = np.repeat(np.asarray(actions, np.float32)[:, :steps], num_samples, axis=0)
+      if actions is None or actions.shape[1] < self.steps:
+        raise ValueError(f"this model is action-conditioned: sampling needs actions for "
+                         f"{self.steps} steps, got {None if actions is None else actions.shape}")
+      rows_actions = np.repeat(np.asarray(actions, np.float32)[:, :self.steps], num_samples,
+                               axis=0)
     else:
-      rows_actions = np.zeros((rows_context.shape[0], steps, 1), np.float32)  # unused placeholder
+      rows_actions = np.zeros((rows_context.shape[0], self.steps, 1), np.float32)  # unused
     frames, stds = [], []
     for start in range(0, rows_context.shape[0], self.chunk_size):
-      stop = start + self.chunk_size
-      f, s = self._run_chunk(rows_context[start:stop], noise[:, start:stop],
-                             rows_actions[start:stop])
+      chunk = slice(start, start + self.chunk_size)
+      f, s = self._run_chunk(rows_context[chunk], sample_index[chunk], seed, rows_actions[chunk])
       frames.append(f)
       stds.append(s)
     frames = np.concatenate(frames).reshape((v, num_samples) + frames[0].shape[1:])
@@ -144,20 +127,23 @@ class Scores:
   fvd: Optional[float] = None
 
 
-def score(sampler: Sampler, videos: TestVideos, num_samples: int, seed: int = 1,
+def score(sampler: Sampler, frames: np.ndarray, num_samples: int, seed: int = 1,
           videos_per_batch: int = 8, reference_ssim: bool = False, keep: int = 4,
-          keep_samples: int = 3, lpips=None, i3d=None) -> Scores:
+          keep_samples: int = 3, lpips=None, i3d=None,
+          actions: Optional[np.ndarray] = None) -> Scores:
   """Best-of-N SSIM/PSNR per test video (and the reference's SSIM if asked), with progress lines.
 
+  frames: the test videos (V, T, H, W, C) in [0, 1], T >= n_past + n_future; actions (V, T, A)
+  for an action-conditioned model.
   lpips: optional metrics.load_lpips callable, scored best-of-N like the others (lower is better).
   i3d: optional metrics.load_i3d callable: FVD as SRVP computes it, context plus predicted frames
   of one sample per video (sample 0, a random draw) against the real videos; activations are
   collected here and the distance is `Scores.fvd`.
   """
   n_past, n_future = sampler.n_past, sampler.n_future
-  num_videos = videos.frames.shape[0]
-  if videos.frames.shape[1] < n_past + n_future:
-    raise ValueError(f"test videos have {videos.frames.shape[1]} frames; n_past + n_future = "
+  num_videos = frames.shape[0]
+  if frames.shape[1] < n_past + n_future:
+    raise ValueError(f"test videos have {frames.shape[1]} frames; n_past + n_future = "
                      f"{n_past + n_future}")
   scorers = {"ssim": metrics.ssim_per_frame, "psnr": metrics.psnr_per_frame}
   if reference_ssim:
@@ -171,11 +157,10 @@ def score(sampler: Sampler, videos: TestVideos, num_samples: int, seed: int = 1,
   prior_std, kept_samples, kept_best = [], [], []
   started = time.perf_counter()
   for start in range(0, num_videos, videos_per_batch):
-    batch = videos.frames[start:start + videos_per_batch]
+    batch = frames[start:start + videos_per_batch]
     context, truth = batch[:, :n_past], batch[:, n_past:n_past + n_future]
-    ids = np.arange(start, start + batch.shape[0])
-    batch_actions = None if videos.actions is None else videos.actions[start:start + videos_per_batch]
-    samples, std = sampler.sample(context, num_samples, seed, ids,
+    batch_actions = None if actions is None else actions[start:start + videos_per_batch]
+    samples, std = sampler.sample(context, num_samples, seed,
                                   actions=batch_actions)  # (B, S, T, H, W, C)
     truth_rows = np.broadcast_to(truth[:, None], samples.shape)  # only predicted frames are scored
     for name, scorer in scorers.items():
@@ -263,11 +248,8 @@ def evaluation_fields(config: SVGConfig, step: int, checkpoint: str, num_samples
           "interval": "95%: 1.96 * std / sqrt(num_videos) over videos"}
 
 
-
-
 def plot_comparison(curves: Dict[str, Dict], out_dir: str):
   """The paper's Fig. 7/8: per-frame SSIM and PSNR of several evaluations, 95% bands."""
-  from svg_tf import figures  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
   first = next(iter(curves.values()))
   paths = []
   for metric in ("ssim", "psnr"):
@@ -278,38 +260,39 @@ def plot_comparison(curves: Dict[str, Dict], out_dir: str):
   return paths
 
 
-def evaluate_run(model_dir: str, out_dir: str, horizons: Dict, n_past: Optional[int] = None,
-                 n_future: Optional[int] = None, data_dir: Optional[str] = None,
-                 num_samples: int = 100, max_videos: Optional[int] = None,
-                 reference_ssim: bool = False, bn_mode: Optional[str] = None, seed: int = 1,
-                 chunk_size: int = 256, videos_per_batch: int = 8, num_figure_videos: int = 4,
-                 lpips_path: Optional[str] = None, i3d_path: Optional[str] = None,
-                 mnist_path: Optional[str] = None, strategy=None, label: str = "",
-                 skip_bad_records: bool = False, data_source: str = "native") -> Dict:
-  """Scores the newest checkpoint of `model_dir`, writes metrics.json, per_video.csv and figures."""
-  from pipelines import inputs, mnist_digits  # pylint: disable=g-import-not-at-top
-  from svg_tf import figures  # pylint: disable=g-import-not-at-top
+def evaluate(model: SVG, videos, out_dir: str, n_past: int, n_future: int, checkpoint: str,
+             checkpoint_step: int, num_samples: int = 100, reference_ssim: bool = False,
+             bn_mode: Optional[str] = None, seed: int = 1, chunk_size: int = 256,
+             videos_per_batch: int = 8, num_figure_videos: int = 4, lpips_path: Optional[str] = None,
+             i3d_path: Optional[str] = None, digit_images: Optional[np.ndarray] = None,
+             strategy=None, label: str = "") -> Dict:
+  """Scores `model` on a test set; writes metrics.json, per_video.csv, curves and figures.
 
-  model, config, step, checkpoint = load_model(model_dir, strategy)
-  default_past, default_future = horizons[config.dataset]
-  n_past, n_future = n_past or default_past, n_future or default_future
+  Data enters here, already loaded (evaluate.py reads it with `pipelines.inputs.test_videos`):
+  videos: `frames` (V, T, H, W, C) in [0, 1], `actions` (V, T, A) or None, `description`; for
+    SM-MNIST also `positions`, `wall_hits` and `digit_indices`, which add the paper's Fig. 6
+    measurement and the displacement figure; those need `digit_images` (the MNIST test digits
+    that `digit_indices` points into).
+  checkpoint, checkpoint_step: where the weights came from, for metrics.json.
+  """
+  config = model.config
   if config.model == "det":
     num_samples = 1
   bn_mode = bn_mode or config.generation_bn
+  if videos.frames.shape[1] < n_past + n_future:
+    raise ValueError(f"the test videos have {videos.frames.shape[1]} frames; n_past + n_future = "
+                     f"{n_past + n_future}")
   tf.io.gfile.makedirs(out_dir)
-  videos = inputs.test_videos(config, n_past + n_future, data_dir, max_videos, mnist_path,
-                              skip_bad_records=skip_bad_records, source=data_source)
-  if not config.action_dim:
-    videos.actions = None  # BAIR's actions reach only action-conditioned models
+  actions = videos.actions if config.action_dim else None  # only action-conditioned models see them
   sampler = Sampler(model, n_past, n_future, chunk_size, strategy, bn_mode)
-  logging.info("evaluating %s (step %d) on %d videos, %d -> %d frames, %d samples each", model_dir,
-               step, videos.frames.shape[0], n_past, n_future, num_samples)
+  logging.info("evaluating %s (step %d) on %d videos, %d -> %d frames, %d samples each", checkpoint,
+               checkpoint_step, videos.frames.shape[0], n_past, n_future, num_samples)
   lpips = metrics.load_lpips(lpips_path) if lpips_path else None
   i3d = metrics.load_i3d(i3d_path) if i3d_path else None
-  scores = score(sampler, videos, num_samples, seed, videos_per_batch, reference_ssim,
-                 keep=num_figure_videos, lpips=lpips, i3d=i3d)
-  result = summary(scores, label=label, **evaluation_fields(config, step, checkpoint, num_samples,
-                                                            n_past, n_future, bn_mode))
+  scores = score(sampler, videos.frames, num_samples, seed, videos_per_batch, reference_ssim,
+                 keep=num_figure_videos, lpips=lpips, i3d=i3d, actions=actions)
+  result = summary(scores, label=label, **evaluation_fields(config, checkpoint_step, checkpoint,
+                                                            num_samples, n_past, n_future, bn_mode))
   result["test_set"] = videos.description
   kept = scores.kept_best.shape[0]
   if lpips is None:
@@ -324,53 +307,80 @@ def evaluate_run(model_dir: str, out_dir: str, horizons: Dict, n_past: Optional[
 
   # Figures: per-frame curves, sample grids, and for SM-MNIST the prior's std and displacements.
   plot_comparison({label or "model": result}, out_dir)
-  kept_actions = None
-  if config.action_dim:
-    kept_actions = videos.actions[:kept, :n_past + n_future]
-  reconstructions = model.reconstruct(videos.frames[:kept, :n_past + n_future], n_past,
-                                      bn_mode=bn_mode, actions=kept_actions).numpy()
+  length = n_past + n_future
+  reconstructions = model.reconstruct(
+      videos.frames[:kept, :length], n_past, bn_mode=bn_mode,
+      actions=None if actions is None else actions[:kept, :length]).numpy()
   panels = []
   for k in range(kept):
     context = videos.frames[k, :n_past]
     with_context = lambda future: np.concatenate([context, future])
-    rows = {"posterior": with_context(reconstructions[k]), "best SSIM": with_context(scores.kept_best[k])}
+    rows = {"posterior": with_context(reconstructions[k]),
+            "best SSIM": with_context(scores.kept_best[k])}
     for s in range(scores.kept_samples.shape[1]):
       rows[f"random {s + 1}"] = with_context(scores.kept_samples[k, s])
-    panels.append((videos.frames[k, :n_past + n_future], rows))
+    panels.append((videos.frames[k, :length], rows))
   figures.save_sample_figures(out_dir, panels, n_past, max_videos=kept)
   curves = {f"best_{k}": v for k, v in scores.best.items()}
   curves.update({f"mean_{k}": v for k, v in scores.sample_mean.items()})
   curves["prior_std_sampled"] = scores.prior_std
-  if videos.wall_hits is not None:
-    # The paper's Fig. 6: the learned prior fed the true frames. Step k is the std of z_{k+1},
-    # the latent of frame k+1; a digit that hits a wall at frame t moves at random from t+1 on.
-    length = n_past + n_future
-    std = prior_std_given(model, videos.frames[:, :length], bn_mode)  # (V, length-1)
-    hits = videos.wall_hits[:, :length]  # (V, length, digits)
-    result["prior_std_given_true_frames"] = {
-        "after_wall_hit": figures.prior_std_wall_ratio(std, hits[:, :-1]),
-        "at_wall_hit": figures.prior_std_wall_ratio(std, hits[:, 1:]),
-        "definition": "std of the learned prior p(z_t | x_1..t-1) fed the test videos' true "
-                      "frames, averaged over z; after_wall_hit: steps t whose frame t-1 has a "
-                      "digit hitting a wall (its new random velocity shows in frame t) against "
-                      "all other steps; at_wall_hit: steps t whose frame t has the hit"}
-    curves.update(prior_std_given=std, wall_hits=hits)
-    digits = mnist_digits.load_digits("test", mnist_path).images
-    shared = shared_trajectory_videos(videos.positions[0, :length], digits, count=32)
-    shared_std = prior_std_given(model, shared, bn_mode)  # (32, length-1): frames 2..length
-    figures.plot_prior_std(shared_std, os.path.join(out_dir, "prior_std"),
-                           wall_hits=videos.wall_hits[0, 1:length], first_frame=2,
-                           title="learned prior fed 32 test videos sharing one trajectory")
-    model_pos = np.stack([figures.estimate_digit_positions(s, digits[videos.digit_indices[k]])
-                          for k, s in enumerate(scores.kept_samples[:, 0])])
-    figures.plot_displacement_distribution(
-        figures.displacements(model_pos),
-        figures.displacements(videos.positions[:kept, n_past:n_past + n_future]),
-        os.path.join(out_dir, "displacements"))
+  if getattr(videos, "wall_hits", None) is not None:
+    result["prior_std_given_true_frames"] = _wall_hit_figures(
+        model, videos, digit_images, scores, n_past, n_future, bn_mode, out_dir, curves)
     write_json(os.path.join(out_dir, "metrics.json"), result)
   write_npz(os.path.join(out_dir, "per_video_curves.npz"), curves)
   logging.info("wrote %s", out_dir)
   return result
+
+
+def _wall_hit_figures(model, videos, digit_images, scores, n_past, n_future, bn_mode, out_dir,
+                      curves) -> Dict:
+  """SM-MNIST: the paper's Fig. 6 (the learned prior fed the true frames, against wall hits) and
+  the displacement distribution of the samples; returns metrics.json's wall-hit ratios."""
+  if digit_images is None:
+    raise ValueError("SM-MNIST test videos come with digit_images (the MNIST test digits)")
+  # Step k is the std of z_{k+1}, the latent of frame k+1; a digit that hits a wall at frame t
+  # moves at random from t+1 on.
+  length = n_past + n_future
+  kept = scores.kept_samples.shape[0]
+  std = prior_std_given(model, videos.frames[:, :length], bn_mode)  # (V, length-1)
+  hits = videos.wall_hits[:, :length]  # (V, length, digits)
+  curves.update(prior_std_given=std, wall_hits=hits)
+  shared = shared_trajectory_videos(videos.positions[0, :length], digit_images, count=32)
+  shared_std = prior_std_given(model, shared, bn_mode)  # (32, length-1): frames 2..length
+  figures.plot_prior_std(shared_std, os.path.join(out_dir, "prior_std"),
+                         wall_hits=videos.wall_hits[0, 1:length], first_frame=2,
+                         title="learned prior fed 32 test videos sharing one trajectory")
+  model_pos = np.stack([
+      figures.estimate_digit_positions(s, digit_images[videos.digit_indices[k]])
+      for k, s in enumerate(scores.kept_samples[:, 0])])
+  figures.plot_displacement_distribution(
+      figures.displacements(model_pos),
+      figures.displacements(videos.positions[:kept, n_past:length]),
+      os.path.join(out_dir, "displacements"))
+  return wall_hit_ratios(std, hits)
+
+
+def wall_hit_ratios(std: np.ndarray, wall_hits: np.ndarray) -> Dict:
+  """The paper's Fig. 6 as numbers: the learned prior's std (fed the true frames) at the steps
+  whose latent follows a wall hit, against all other steps.
+
+  Args:
+    std: (V, T-1) from `SVG.prior_std_given`: step k is the std of z_{k+1}, the latent that
+      explains frame k+1 given frames 0..k.
+    wall_hits: (V, T, digits) bool: a digit hits a wall at that frame (its new random velocity
+      shows from the next frame on).
+  Returns:
+    metrics.json's `prior_std_given_true_frames`: after_wall_hit (steps whose previous frame has
+    a hit: z_{k+1} for a hit at frame k) and at_wall_hit (steps whose own frame has it).
+  """
+  return {
+      "after_wall_hit": figures.prior_std_wall_ratio(std, wall_hits[:, :-1]),
+      "at_wall_hit": figures.prior_std_wall_ratio(std, wall_hits[:, 1:]),
+      "definition": "std of the learned prior p(z_t | x_1..t-1) fed the test videos' true "
+                    "frames, averaged over z; after_wall_hit: steps t whose frame t-1 has a "
+                    "digit hitting a wall (its new random velocity shows in frame t) against "
+                    "all other steps; at_wall_hit: steps t whose frame t has the hit"}
 
 
 def prior_std_given(model: SVG, frames: np.ndarray, bn_mode: Optional[str] = None,

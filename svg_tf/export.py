@@ -39,8 +39,9 @@ prior (lp) or N(0, I) (fp) after it; the deterministic model (det) returns num_s
 its prediction.
 
 Seed: the standard-normal noise of sample s is `tf.random.stateless_normal([n_context - 1 +
-num_future, z_dim], seed=[seed, s], alg="philox")` (`serving_noise`), the same for every video of
-the request. So a video's samples for a seed do not depend on the other videos in the request or
+num_future, z_dim], seed=[seed, s], alg="philox")`, the same for every video of the request
+(`svg_tf.model.latent_noise`: svg_tf's one noise scheme, also evaluate.py's and
+`svg_tf.load(...).sample`'s, so a seed gives the same futures everywhere). So a video's samples for a seed do not depend on the other videos in the request or
 on num_samples (sample s is the same when more are asked for), and a longer num_future extends
 the same futures. A negative seed draws a fresh random seed on the server (different samples on
 every call). A SavedModel input cannot be optional, but its SignatureDef can carry a default that
@@ -67,7 +68,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from svg_tf import media
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+from svg_tf import checkpoints, media
 from svg_tf.model import SVG, mean_prior_std
 
 WARMUP_FILE = "tf_serving_warmup_requests"  # TF Serving replays it when it loads a version
@@ -88,23 +91,6 @@ class Limits:
     for field in dataclasses.fields(self):
       if getattr(self, field.name) < 1:
         raise ValueError(f"--{field.name}={getattr(self, field.name)}: must be at least 1")
-
-
-def serving_noise(seed, num_samples, steps, z_dim: int) -> tf.Tensor:
-  """Latent noise of a request (steps, num_samples, z_dim); sample s uses the seed pair (seed, s).
-
-  Philox draws fill the (steps, z_dim) block of one sample row by row, so a longer `steps` extends
-  the same sequence and the noise of sample s does not depend on num_samples.
-  """
-  seed = tf.cast(seed, tf.int32)
-
-  def one_sample(s):
-    return tf.random.stateless_normal(tf.stack([steps, z_dim]), seed=tf.stack([seed, s]),
-                                      alg="philox")
-
-  noise = tf.map_fn(one_sample, tf.range(num_samples),
-                    fn_output_signature=tf.TensorSpec([None, z_dim], tf.float32))
-  return tf.transpose(noise, [1, 0, 2])  # (steps, num_samples, z)
 
 
 def _check(condition, *message):
@@ -196,14 +182,9 @@ class ServingFunctions:
                   f"{self.limits.max_frames} frames (videos x num_samples x num_future); got",
                   frames)
 
-  def _frames_shape(self, frames, leading: int):
-    c = self.config
-    return tf.ensure_shape(frames, [None] * leading + [c.image_size, c.image_size, c.channels])
-
   # -------------------------------------------------------------------------------- signatures
   def sample(self, context, num_future, num_samples, seed, actions=None) -> Dict[str, tf.Tensor]:
     """serving_default: {"frames": (batch, num_samples, num_future, H, W, C)}."""
-    c = self.config
     context, num_future, actions, batch = self._request(context, num_future, actions)
     num_samples = _one_value(tf.convert_to_tensor(num_samples, tf.int32), "num_samples", batch)
     seed = _one_value(tf.convert_to_tensor(seed, tf.int32), "seed", batch)
@@ -217,18 +198,8 @@ class ServingFunctions:
     fresh = tf.raw_ops.RandomUniformInt(shape=tf.constant([], tf.int32), minval=0,
                                         maxval=tf.int32.max, seed=0, seed2=0)
     seed = tf.where(seed < 0, fresh, seed)
-    if not c.latent_dim:  # det: one prediction per video, repeated
-      out = self.model.generate(context, num_future, None, bn_mode="moving", actions=actions)
-      out = tf.tile(out[:, None], tf.stack([1, num_samples, 1, 1, 1, 1]))
-      return {"frames": self._frames_shape(out, 3)}
-    # Rows are video-major (row v * num_samples + s); sample s gets the same noise in every video.
-    steps = tf.shape(context)[1] - 1 + num_future
-    noise = tf.tile(serving_noise(seed, num_samples, steps, c.latent_dim), tf.stack([1, batch, 1]))
-    row_actions = None if actions is None else tf.repeat(actions, num_samples, axis=0)
-    out = self.model.generate(tf.repeat(context, num_samples, axis=0), num_future, noise,
-                              bn_mode="moving", actions=row_actions)  # (rows, num_future, ...)
-    out = tf.reshape(out, tf.concat([tf.stack([batch, num_samples]), tf.shape(out)[1:]], 0))
-    return {"frames": self._frames_shape(out, 3)}
+    out = self.model.sample(context, num_future, num_samples, seed, actions, bn_mode="moving")
+    return {"frames": out.frames}
 
   def _mean_future(self, context, num_future, actions):
     context, num_future, actions, batch = self._request(context, num_future, actions)
@@ -238,7 +209,7 @@ class ServingFunctions:
 
   def mean_future(self, context, num_future, actions=None) -> Dict[str, tf.Tensor]:
     """{"frames": (batch, num_future, H, W, C)} with every latent at its distribution's mean."""
-    return {"frames": self._frames_shape(self._mean_future(context, num_future, actions).frames, 2)}
+    return {"frames": self._mean_future(context, num_future, actions).frames}
 
   def prior_std(self, context, num_future, actions=None) -> Dict[str, tf.Tensor]:
     """{"prior_std": (batch, num_future), "prior_std_per_dim": (batch, num_future, z_dim)}."""
@@ -305,7 +276,6 @@ def warmup_inputs(config) -> Dict[str, Dict[str, np.ndarray]]:
 
 def warmup_records(config, model_name: str) -> List[bytes]:
   """Serialized tensorflow_serving PredictionLog records, one Predict request per signature."""
-  from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2  # pylint: disable=g-import-not-at-top
   records = []
   for signature, inputs in warmup_inputs(config).items():
     request = predict_pb2.PredictRequest(
@@ -323,6 +293,28 @@ def versions(model_root: str) -> List[int]:
     return []
   names = [n.rstrip("/") for n in tf.io.gfile.listdir(model_root)]
   return sorted(int(n) for n in names if n.isdigit())
+
+
+def find_version(path: str) -> Optional[str]:
+  """`path` if it is an exported version (it holds saved_model.pb), else its newest integer
+  version folder that is one (a model folder, as TF Serving reads it), else None."""
+  if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+    return path
+  for version in reversed(versions(path)):
+    candidate = os.path.join(path, str(version))
+    if tf.io.gfile.exists(os.path.join(candidate, "saved_model.pb")):
+      return candidate
+  return None
+
+
+def read_info(version_dir: str) -> Dict:
+  """assets.extra/svg_export.json of an exported version: config, limits, signatures, source."""
+  path = os.path.join(version_dir, "assets.extra", INFO_FILE)
+  if not tf.io.gfile.exists(path):
+    raise ValueError(f"{version_dir}: no assets.extra/{INFO_FILE}, so not a SavedModel written "
+                     "by svg_tf's export.py")
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
 
 
 def export_saved_model(model: SVG, export_dir: str, model_name: str = "svg",
@@ -374,11 +366,10 @@ def export_run(model_dir: str, export_dir: str, model_name: str = "svg",
                version: Optional[int] = None, limits: Limits = Limits()) -> str:
   """Exports the newest checkpoint of the train.py run in `model_dir`; returns the version folder.
 
-  Raises training.IncompleteCheckpointError, exporting nothing, when the checkpoint lacks some of
-  the model's variables (they would be served at their random initial values).
+  Raises checkpoints.IncompleteCheckpointError, exporting nothing, when the checkpoint lacks some
+  of the model's variables (they would be served at their random initial values).
   """
-  from svg_tf import evaluation  # pylint: disable=g-import-not-at-top
-  model, _, step, checkpoint = evaluation.load_model(model_dir)
-  return export_saved_model(model, export_dir, model_name, version, limits,
-                            info={"model_dir": model_dir, "checkpoint": checkpoint,
-                                  "checkpoint_step": step})
+  run = checkpoints.restore_run(model_dir)
+  return export_saved_model(run.model, export_dir, model_name, version, limits,
+                            info={"model_dir": model_dir, "checkpoint": run.checkpoint,
+                                  "checkpoint_step": run.step})

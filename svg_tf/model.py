@@ -15,6 +15,11 @@ Sampling and reconstruction share one time loop (`_rollout`, graph loops over th
 generated frames), so the number of context frames and of generated frames may be tensors, as in
 the TF Serving export (svg_tf/export.py). The skip rule is `skip_source`, for both passes.
 
+Drawing samples has one path, `sample` (and `sample_rows`, its unit of work): it repeats the
+context per sample, makes the latent noise with `latent_noise` (sample s of any video gets the
+noise of the seed pair (seed, s)) and applies the deterministic model's rule (one future,
+repeated). Previews, the evaluation, the SavedModel and `svg_tf.load`'s Predictor all call it.
+
 Tensors entering and leaving the public methods are batch-major (batch, time, H, W, C) in [0, 1];
 internally everything is time-major.
 """
@@ -46,9 +51,33 @@ def skip_source(t, n_past, rule: str):
   return tf.minimum(t - 1, last)
 
 
-def sample_noise(seed, steps: int, batch_size, z_dim: int) -> tf.Tensor:
-  """Standard-normal latent noise (steps, batch, z_dim) from a stateless seed pair."""
-  return tf.random.stateless_normal(tf.stack([steps, batch_size, z_dim]), seed=seed)
+MAX_SEED = 2**31 - 1  # seeds are int32: the SavedModel's `seed` input
+
+
+def latent_noise(seed, sample_index, steps, z_dim: int) -> tf.Tensor:
+  """The latent noise of sampling, (steps, rows, z_dim): svg_tf's one noise scheme.
+
+  Row r is `stateless_normal([steps, z_dim], seed=[seed, sample_index[r]], alg="philox")`: sample s
+  of a video gets the same noise whatever the video, the other rows of the batch, the chunk or the
+  replica it is computed in, and however many samples are drawn. Philox fills the block row by row,
+  so a longer `steps` (more future frames) extends the same draws. Step t - 1 holds the noise of
+  z_t, t = 1..n_past - 1 + n_future.
+
+  Args:
+    seed: int32 scalar in [0, MAX_SEED].
+    sample_index: (rows,) int32 sample number of each row.
+    steps: int or scalar int32 tensor.
+  """
+  seed = tf.cast(seed, tf.int32)
+  distinct, row_of = tf.unique(tf.cast(tf.reshape(sample_index, [-1]), tf.int32))
+
+  def one_sample(s):
+    return tf.random.stateless_normal(tf.stack([steps, z_dim]), seed=tf.stack([seed, s]),
+                                      alg="philox")
+
+  noise = tf.map_fn(one_sample, distinct,
+                    fn_output_signature=tf.TensorSpec([None, z_dim], tf.float32))
+  return tf.gather(tf.transpose(noise, [1, 0, 2]), row_of, axis=1)  # (steps, rows, z)
 
 
 def _time_major(x):
@@ -175,13 +204,73 @@ class SVG(keras.Model):
     return terms
 
   # ------------------------------------------------------------------------------------- sampling
-  def generate(self, context, n_future, noise=None, bn_mode: Optional[str] = None,
-               return_prior_std: bool = False, actions=None):
-    """Samples futures given context frames (the reference's `generate_svg_lp.make_gifs` (b)).
+  def sample(self, context, n_future, num_samples=1, seed=0, actions=None,
+             bn_mode: Optional[str] = None) -> "Generation":
+    """`num_samples` futures of every video: the one sampling path of svg_tf.
+
+    Previews, the evaluation, the SavedModel and `svg_tf.load`'s Predictor all come here (the
+    evaluation through `sample_rows`, which this calls). Sample s of a video uses the noise of
+    `latent_noise(seed, s)`, so with BatchNorm on its moving statistics (the default) it does
+    not depend on the other videos, on num_samples or on how the work is split. The
+    deterministic model has one future per video: it is computed once and repeated.
+
+    Args:
+      context: (batch, n_past, H, W, C) in [0, 1]; n_past >= 1 (may be dynamic).
+      n_future, num_samples: ints or scalar int32 tensors, >= 1.
+      seed: int32 scalar in [0, MAX_SEED].
+      actions: action-conditioned models: (batch, >= n_past + n_future - 1, action_dim).
+    Returns:
+      Generation(frames (batch, num_samples, n_future, H, W, C),
+                 prior_std (batch, num_samples, n_future, z_dim)).
+    """
+    context = tf.convert_to_tensor(context, tf.float32)
+    batch = tf.shape(context)[0]
+    if not self.config.latent_dim:  # no latent: one future per video, repeated
+      out = self.predict_future(context, n_future, None, bn_mode, actions)
+      return Generation(*[tf.repeat(x[:, None], num_samples, axis=1) for x in out])
+    rows = tf.repeat(context, num_samples, axis=0)  # video-major: row v * num_samples + s
+    sample_index = tf.tile(tf.range(num_samples), [batch])
+    row_actions = None if actions is None else tf.repeat(
+        tf.convert_to_tensor(actions, tf.float32), num_samples, axis=0)
+    out = self.sample_rows(rows, n_future, sample_index, seed, row_actions, bn_mode)
+    per_video = lambda x: tf.reshape(x, tf.concat([tf.stack([batch, num_samples]),
+                                                   tf.shape(x)[1:]], 0))
+    return Generation(self._frames_shape(per_video(out.frames), 3),
+                      tf.ensure_shape(per_video(out.prior_std), [None] * 3 + [self.config.latent_dim]))
+
+  def sample_rows(self, context, n_future, sample_index, seed, actions=None,
+                  bn_mode: Optional[str] = None) -> "Generation":
+    """Futures of (video, sample) rows: row r continues context[r] as sample sample_index[r].
+
+    The unit of work that the evaluation splits into chunks and over replicas; `sample` is this
+    with the context repeated per sample.
+
+    Args:
+      context: (rows, n_past, H, W, C); sample_index: (rows,) int32; seed: int32 scalar.
+      actions: (rows, >= n_past + n_future - 1, action_dim) for action-conditioned models.
+    Returns:
+      Generation(frames (rows, n_future, H, W, C), prior_std (rows, n_future, z_dim)).
+    """
+    noise = None
+    if self.config.latent_dim:
+      context = tf.convert_to_tensor(context, tf.float32)
+      steps = tf.shape(context)[1] - 1 + n_future
+      noise = latent_noise(seed, sample_index, steps, self.config.latent_dim)
+    return self.predict_future(context, n_future, noise, bn_mode, actions)
+
+  def _frames_shape(self, frames, leading: int):
+    """`frames` with the static shape (None x leading, H, W, C) of this model's frames."""
+    c = self.config
+    return tf.ensure_shape(frames, [None] * leading + [c.image_size, c.image_size, c.channels])
+
+  def predict_future(self, context, n_future, noise=None, bn_mode: Optional[str] = None,
+                     actions=None) -> "Generation":
+    """Futures of context frames for given latent noise (the reference's `make_gifs` (b)).
 
     During the context, z comes from the posterior (sampled) as in the reference; after it from
     the learned prior (lp) or N(0, I) (fp); each generated frame is re-encoded as the next input.
-    The number of context frames and `n_future` may be dynamic (graph loop, see `predict_future`).
+    The number of context frames and `n_future` may be dynamic (graph loops, see `_rollout`).
+    To draw samples for a seed, use `sample`, which makes the noise.
 
     Args:
       context: (batch, n_past, H, W, C) in [0, 1], n_past >= 1.
@@ -189,23 +278,12 @@ class SVG(keras.Model):
       noise: (n_past - 1 + n_future, batch, z_dim) standard normal; None: every latent at the
         mean of its distribution (ignored by det).
       bn_mode: "moving" or "batch" BatchNorm statistics; defaults to config.generation_bn.
-      return_prior_std: also return the prior's standard deviation at each generated step, averaged
-        over z (batch, n_future): what the paper's Fig. 6 plots (1 for fp, 0 for det).
       actions: action-conditioned models only: (batch, >= n_past + n_future - 1, action_dim), the
         actions a_0.. taken at the context and generated frames.
     Returns:
-      (batch, n_future, H, W, C) generated frames [, prior std].
-    """
-    out = self.predict_future(context, n_future, noise, bn_mode, actions)
-    return (out.frames, mean_prior_std(out.prior_std)) if return_prior_std else out.frames
-
-  def predict_future(self, context, n_future, noise=None, bn_mode: Optional[str] = None,
-                     actions=None) -> "Generation":
-    """`generate`, returning the prior's standard deviation per latent dimension too.
-
-    Returns:
       Generation(frames (batch, n_future, H, W, C), prior_std (batch, n_future, z_dim)): the
-      learned prior's std at each generated step (lp), ones (fp), or (batch, n_future, 0) (det).
+      learned prior's std at each generated step (lp; the paper's Fig. 6), ones (fp), or
+      (batch, n_future, 0) (det).
     """
     x = _time_major(tf.convert_to_tensor(context, tf.float32))  # (n_past, batch, H, W, C)
     n_past = _length(x)
@@ -369,7 +447,7 @@ class SVG(keras.Model):
         (tf.constant(0), h[-1], skip, state, frames, stds))
     x_hat, std, _ = predict(n_past + k, h_last, skip, state)  # the last frame needs no encoding
     frames, stds = frames.write(k, x_hat[0]), stds.write(k, std)
-    frames = _batch_major(frames.stack())  # (batch, n_future, H, W, C)
+    frames = self._frames_shape(_batch_major(frames.stack()), 2)  # (batch, n_future, H, W, C)
     return Generation(frames, tf.transpose(stds.stack(), [1, 0, 2]))  # (batch, n_future, z)
 
 

@@ -6,36 +6,30 @@ N(0, I) for SVG-FP; the single prediction for the deterministic model). Context 
 green and generated frames red.
 """
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 import numpy as np
-import tensorflow as tf
 
 from svg_tf import media
-from svg_tf.model import SVG, sample_noise
+from svg_tf.model import SVG
 
-def make_panels(model: SVG, frames: np.ndarray, n_past: int, seed: Sequence[int],
-                num_samples: int = 3, actions: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+
+def make_panels(model: SVG, frames: np.ndarray, n_past: int, seed: int, num_samples: int = 3,
+                actions: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
   """Reconstructions and samples for `frames` (K, T, H, W, C), float32 in [0, 1].
 
   `actions` (K, T, action_dim): the videos' actions, for an action-conditioned model.
 
   Returns `ground_truth` (K, T, ...), `reconstruction` (K, T, ...) and `samples` (K, S, T, ...):
-  the context frames followed by the generated ones. The deterministic model has one sample.
+  the context frames followed by the generated ones (`SVG.sample` with `seed`). The deterministic
+  model has one sample.
   """
   frames = np.asarray(frames, np.float32)
-  k, t = frames.shape[:2]
-  n_future = t - n_past
+  n_future = frames.shape[1] - n_past
   context = frames[:, :n_past]
   reconstruction = model.reconstruct(frames, n_past, actions=actions).numpy()
-  samples = 1 if model.config.model == "det" else num_samples
-  tiled = np.repeat(context, samples, axis=0)  # (K*S, n_past, ...): video-major
-  noise = None
-  if model.config.latent_dim:
-    noise = sample_noise(tf.constant(seed, tf.int64), t - 1, k * samples, model.config.latent_dim)
-  tiled_actions = None if actions is None else np.repeat(actions, samples, axis=0)
-  generated = model.generate(tiled, n_future, noise, actions=tiled_actions).numpy().reshape(
-      (k, samples, n_future) + frames.shape[2:])
+  samples = num_samples if model.config.latent_dim else 1
+  generated = model.sample(context, n_future, samples, seed, actions=actions).frames.numpy()
   return {
       "ground_truth": frames,
       "reconstruction": np.concatenate([context, reconstruction], axis=1),

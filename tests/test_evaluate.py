@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from pipelines import inputs
-from svg_tf import evaluation, metrics, training
+from pipelines import inputs, mnist_digits
+from svg_tf import checkpoints, evaluation, metrics, strategies, train_loop
 from svg_tf.model import SVG
 from tests.conftest import ROOT
 
@@ -18,14 +18,16 @@ from tests.conftest import ROOT
 class PerfectSampleSampler:
   """Returns noise for every sample except sample 2, which is the true future."""
 
-  def __init__(self, truth, n_past, n_future):
-    self.truth, self.n_past, self.n_future = truth, n_past, n_future
+  def __init__(self, frames, n_past, n_future):
+    self.frames, self.n_past, self.n_future = frames, n_past, n_future
 
-  def sample(self, context, num_samples, seed, video_ids, actions=None):
+  def sample(self, context, num_samples, seed, actions=None):
     rng = np.random.default_rng(0)
-    shape = (len(video_ids), num_samples, self.n_future) + self.truth.shape[2:]
+    shape = (len(context), num_samples, self.n_future) + self.frames.shape[2:]
     out = rng.random(shape).astype(np.float32)
-    out[:, 2] = self.truth[video_ids]
+    for i, c in enumerate(context):  # which test video this context is
+      video = np.flatnonzero((self.frames[:, :self.n_past] == c).all(axis=(1, 2, 3, 4)))[0]
+      out[i, 2] = self.frames[video, self.n_past:self.n_past + self.n_future]
     return out, np.ones(out.shape[:3], np.float32)
 
 
@@ -33,8 +35,7 @@ def test_best_sample_is_found_and_context_frames_are_never_scored():
   rng = np.random.default_rng(1)
   frames = rng.random((5, 7, 16, 16, 1)).astype(np.float32)  # 3 context + 4 predicted
   truth = frames[:, 3:]
-  videos = inputs.TestVideos(frames)
-  scores = evaluation.score(PerfectSampleSampler(truth, 3, 4), videos, num_samples=4,
+  scores = evaluation.score(PerfectSampleSampler(frames, 3, 4), frames, num_samples=4,
                             videos_per_batch=2, keep=2)
   for metric in ("ssim", "psnr"):
     assert scores.best[metric].shape == (5, 4)  # predicted frames only
@@ -62,10 +63,12 @@ def test_sampler_results_do_not_depend_on_chunking_or_batch(tiny_config):
   a, std_a = big.sample(context, 4, seed=7)
   b, _ = small.sample(context, 4, seed=7)
   assert a.shape == (3, 4, 3, 64, 64, 1) and std_a.shape == (3, 4, 3)
+  direct = model.sample(context, 3, num_samples=4, seed=7)  # what the sampler's rows come from
+  np.testing.assert_allclose(a, direct.frames, atol=1e-5)
+  np.testing.assert_allclose(std_a, direct.prior_std.numpy().mean(axis=-1), atol=1e-6)
   np.testing.assert_allclose(a, b, atol=1e-5)
-  alone, _ = big.sample(context[1:2], 4, seed=7, video_ids=[1])  # same video, alone
+  alone, _ = big.sample(context[1:2], 4, seed=7)  # same video, alone
   np.testing.assert_allclose(alone[0], a[1], atol=1e-5)
-  assert np.all(std_a > 0)
 
 
 def test_an_action_conditioned_model_is_scored_with_each_videos_actions(tiny_config):
@@ -82,8 +85,7 @@ def test_an_action_conditioned_model_is_scored_with_each_videos_actions(tiny_con
   assert np.abs(a[:, :, 1:] - b[:, :, 1:]).max() > 1e-5
   with pytest.raises(ValueError, match="action-conditioned"):
     sampler.sample(frames[:, :2], 2, seed=1)
-  scores = evaluation.score(sampler, inputs.TestVideos(frames, actions=actions), 2,
-                            videos_per_batch=1)
+  scores = evaluation.score(sampler, frames, 2, videos_per_batch=1, actions=actions)
   assert scores.best["ssim"].shape == (2, 3)
 
 
@@ -91,7 +93,7 @@ def test_two_replicas_sample_what_one_does(tiny_config):
   model = SVG(tiny_config)
   context = np.random.default_rng(3).random((3, 2, 64, 64, 1)).astype(np.float32)
   one, _ = evaluation.Sampler(model, 2, 2, chunk_size=8).sample(context, 3, seed=1)
-  two_strategy = training.make_strategy(cpu_replicas=2)
+  two_strategy = strategies.make_strategy(cpu_replicas=2)
   with two_strategy.scope():
     mirrored = SVG(tiny_config)
   for a, b in zip(model.variables, mirrored.variables):
@@ -108,25 +110,36 @@ def trained_run(tmp_path_factory):
   cfg = config.preset("smmnist", base_filters=4, g_dim=8, rnn_size=16, z_dim=3, batch_size=4,
                       n_past=2, n_future=3, train_steps=2)
   model_dir = str(tmp_path_factory.mktemp("run") / "lp")
-  training.train(cfg, model_dir, inputs.train_input_fn(cfg))
+  train_loop.train(cfg, model_dir, inputs.train_input_fn(cfg))
   return model_dir
+
+
+def evaluate_run(model_dir, out, n_past, n_future, max_videos, **kwargs):
+  """What evaluate.py does: the run's model, the SM-MNIST test videos and digits, then scoring."""
+  run = checkpoints.restore_run(model_dir)
+  videos = inputs.test_videos(run.model.config, n_past + n_future, max_videos=max_videos)
+  return evaluation.evaluate(run.model, videos, out, n_past, n_future, run.checkpoint, run.step,
+                             digit_images=mnist_digits.load_digits("test").images, **kwargs)
 
 
 def test_evaluate_run_writes_metrics_csv_and_figures(trained_run, tmp_path):
   out = str(tmp_path / "eval")
-  result = evaluation.evaluate_run(trained_run, out, horizons={"smmnist": (2, 4)}, num_samples=3,
-                                   max_videos=3, reference_ssim=True, num_figure_videos=2)
+  result = evaluate_run(trained_run, out, 2, 4, max_videos=3, num_samples=3, reference_ssim=True,
+                        num_figure_videos=2)
   saved = json.load(open(os.path.join(out, "metrics.json")))
   assert saved["checkpoint_step"] == 2 and saved["num_videos"] == 3 and saved["num_samples"] == 3
   assert saved["n_past"] == 2 and saved["n_future"] == 4 and saved["batchnorm"] == "moving"
+  curves = np.load(os.path.join(out, "per_video_curves.npz"))
   for metric in ("ssim", "psnr", "ssim_reference"):
     assert len(saved[metric]["per_frame_mean"]) == 4 and len(saved[metric]["per_frame_ci95"]) == 4
-    assert np.isfinite(saved[metric]["mean"]) and saved[metric]["ci95"] >= 0
+    per_video = curves[f"best_{metric}"].mean(axis=1)  # each video's best sample, time mean
+    assert saved[metric]["mean"] == pytest.approx(per_video.mean(), rel=1e-6)
+    assert saved[metric]["ci95"] == pytest.approx(1.96 * per_video.std() / np.sqrt(3), rel=1e-6)
   assert "never downloaded" in saved["lpips"]["note"] and "never downloaded" in saved["fvd"]["note"]
-  ratios = saved["prior_std_given_true_frames"]
-  assert "ratio" in ratios["after_wall_hit"] and "ratio" in ratios["at_wall_hit"]
+  ratios = evaluation.wall_hit_ratios(curves["prior_std_given"], curves["wall_hits"])
+  for alignment in ("after_wall_hit", "at_wall_hit"):  # from the saved curves, as a reader would
+    assert saved["prior_std_given_true_frames"][alignment] == ratios[alignment]
   assert result["ssim"]["mean"] == saved["ssim"]["mean"]
-  curves = np.load(os.path.join(out, "per_video_curves.npz"))
   assert curves["best_ssim"].shape == (3, 4) and curves["prior_std_given"].shape == (3, 5)
   assert curves["wall_hits"].shape == (3, 6, 2)
   np.testing.assert_allclose(curves["best_ssim"].mean(axis=0), saved["ssim"]["per_frame_mean"],
@@ -171,11 +184,12 @@ def test_lpips_and_fvd_from_user_savedmodels(trained_run, tmp_path):
     paths[name] = str(tmp_path / name)
     tf.saved_model.save(module, paths[name], signatures={"serving_default": module.__call__})
   out = str(tmp_path / "eval")
-  evaluation.evaluate_run(trained_run, out, horizons={"smmnist": (2, 3)}, num_samples=2,
-                          max_videos=3, num_figure_videos=1, lpips_path=paths["lpips"],
-                          i3d_path=paths["i3d"])
+  evaluate_run(trained_run, out, 2, 3, max_videos=3, num_samples=2, num_figure_videos=1,
+               lpips_path=paths["lpips"], i3d_path=paths["i3d"])
   saved = json.load(open(os.path.join(out, "metrics.json")))
-  assert len(saved["lpips"]["per_frame_mean"]) == 3 and saved["lpips"]["mean"] > 0
+  curves = np.load(os.path.join(out, "per_video_curves.npz"))
+  assert len(saved["lpips"]["per_frame_mean"]) == 3
+  assert saved["lpips"]["mean"] == pytest.approx(curves["best_lpips"].mean(), rel=1e-6)
   assert np.isfinite(saved["fvd"]["value"]) and saved["fvd"]["value"] >= 0
   rows = list(csv.DictReader(open(os.path.join(out, "per_video.csv"))))
   assert "lpips_best_sample" in rows[0]

@@ -6,9 +6,13 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
-from pipelines import inputs
-from svg_tf import training
+from pipelines import inputs, smmnist
+from svg_tf import checkpoints, run_dir, strategies, train_loop
+from svg_tf import trainer as trainer_lib
+from svg_tf.config import LoopOptions
+from tests.test_export import moving_squares
 
 
 def _fixed_batches(frames):
@@ -34,8 +38,8 @@ def test_two_replicas_compute_the_update_of_one(tiny_config):
   """
   config = tiny_config.replace(adam_epsilon=1.0, lr=0.5)
   frames = np.random.RandomState(0).rand(4, config.seq_len, 64, 64, 1).astype("float32")
-  one = training.Trainer(config)
-  two = training.Trainer(config, training.make_strategy(cpu_replicas=2))
+  one = trainer_lib.Trainer(config)
+  two = trainer_lib.Trainer(config, strategies.make_strategy(cpu_replicas=2))
   assert two.strategy.num_replicas_in_sync == 2
   _copy_weights(one, two)
   before = [v.numpy() for v in one.model.variables]
@@ -61,9 +65,9 @@ def test_batchnorm_statistics_are_synchronised_across_replicas(tiny_config):
   """Without sync, each replica normalises its half batch and the update differs."""
   frames = np.random.RandomState(1).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
   frames[2:] *= 0.2  # the two halves have different statistics
-  one = training.Trainer(tiny_config)
-  unsynced = training.Trainer(tiny_config.replace(sync_batchnorm=False),
-                              training.make_strategy(cpu_replicas=2))
+  one = trainer_lib.Trainer(tiny_config)
+  unsynced = trainer_lib.Trainer(tiny_config.replace(sync_batchnorm=False),
+                              strategies.make_strategy(cpu_replicas=2))
   _copy_weights(one, unsynced)
   a = one.train_step(iter(one.distribute(_fixed_batches(frames))))
   b = unsynced.train_step(iter(unsynced.distribute(_fixed_batches(frames))))
@@ -73,27 +77,30 @@ def test_batchnorm_statistics_are_synchronised_across_replicas(tiny_config):
 def test_three_steps_then_resume_at_the_right_step(tiny_config, tmp_path, caplog):
   model_dir = str(tmp_path / "run")
   config = tiny_config.replace(train_steps=3)
-  options = training.LoopOptions(log_every=1, summary_every=1, image_every=3, checkpoint_every=2)
+  options = LoopOptions(log_every=1, summary_every=1, image_every=3, checkpoint_every=2)
   input_fn = inputs.train_input_fn(config)
   preview = inputs.preview_videos(config, 2).frames
   assert preview.shape == (2, config.n_past + 2 * config.n_future, 64, 64, 1)
-  result = training.train(config, model_dir, input_fn, options=options, preview_frames=preview)
-  assert result["step"] == 3 and np.isfinite(result["loss"]) and result["loss"] > 0
-  checkpoints = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
-  assert checkpoints.model_checkpoint_path.endswith("ckpt-3")
-  assert os.path.getsize(os.path.join(model_dir, "samples", "step_0000003.gif")) > 0
+  result = train_loop.train(config, model_dir, input_fn, options=options, preview_frames=preview)
+  assert result["step"] == 3  # and the last window (step 3 alone) is what losses.jsonl holds:
+  assert result["loss"] == pytest.approx(run_dir.read_losses(model_dir)[-1]["loss"], rel=1e-6)
+  state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+  assert state.model_checkpoint_path.endswith("ckpt-3")
+  with Image.open(os.path.join(model_dir, "samples", "step_0000003.gif")) as gif:
+    assert gif.n_frames == preview.shape[1]  # one GIF frame per video frame
   assert json.load(open(os.path.join(model_dir, "config.json")))["z_dim"] == 3
 
   caplog.set_level("INFO", logger="absl")  # other modules may raise the absl logger's level
-  result = training.train(config.replace(train_steps=5), model_dir, input_fn, options=options)
+  result = train_loop.train(config.replace(train_steps=5), model_dir, input_fn, options=options)
   assert "resumed from step 3" in caplog.text
   assert result["step"] == 5
-  restored = training.Trainer(config)
-  training.restore_latest(restored, training.checkpoint_manager(restored, model_dir))
+  restored = trainer_lib.Trainer(config)
+  checkpoints.Checkpoints(model_dir, restored.strategy, model=restored.model,
+                          optimizer=restored.optimizer, step=restored.global_step).restore()
   assert restored.step == 5
 
   caplog.clear()
-  result = training.train(config.replace(train_steps=5), model_dir, input_fn, options=options)
+  result = train_loop.train(config.replace(train_steps=5), model_dir, input_fn, options=options)
   assert result == {"step": 5} and "nothing to train" in caplog.text
 
 
@@ -109,10 +116,10 @@ def test_resumed_stream_continues_where_it_stopped(tiny_config):
 
 
 def test_a_different_config_is_refused_in_the_same_model_dir(tiny_config, tmp_path):
-  training.write_or_check_config(tiny_config, str(tmp_path))
-  training.write_or_check_config(tiny_config.replace(train_steps=7), str(tmp_path))  # extending is fine
+  run_dir.write_or_check_config(tiny_config, str(tmp_path))
+  run_dir.write_or_check_config(tiny_config.replace(train_steps=7), str(tmp_path))  # extending is fine
   with pytest.raises(ValueError, match=r"--z_dim=4 \(saved: 3\)"):
-    training.write_or_check_config(tiny_config.replace(z_dim=4), str(tmp_path))
+    run_dir.write_or_check_config(tiny_config.replace(z_dim=4), str(tmp_path))
 
 
 def test_non_finite_steps_are_skipped_then_stop_training_and_keep_the_checkpoint(tiny_config,
@@ -120,20 +127,30 @@ def test_non_finite_steps_are_skipped_then_stop_training_and_keep_the_checkpoint
   model_dir = str(tmp_path / "run")
   frames = np.random.RandomState(2).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
   config = tiny_config.replace(train_steps=2)
-  training.train(config, model_dir, _fixed_batches(frames),
-                 options=training.LoopOptions(checkpoint_every=2))
+  train_loop.train(config, model_dir, _fixed_batches(frames),
+                   options=LoopOptions(checkpoint_every=2))
   bad = frames.copy()
   bad[0, 1, 3, 3, 0] = np.nan
-  options = training.LoopOptions(checkpoint_every=1, max_bad_steps=2)
-  with pytest.raises(training.NonFiniteError, match="training stopped at step 4: 2 steps in a row "
+  options = LoopOptions(checkpoint_every=1, max_bad_steps=2)
+  with pytest.raises(train_loop.NonFiniteError, match="training stopped at step 4: 2 steps in a row "
                      "skipped, the last for input frames not finite"):
-    training.train(config.replace(train_steps=6), model_dir, _fixed_batches(bad), options=options)
+    train_loop.train(config.replace(train_steps=6), model_dir, _fixed_batches(bad), options=options)
   state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
   assert state.model_checkpoint_path.endswith("ckpt-2")  # step 3's save waited for a good step
 
 
+def test_training_overfits_one_fixed_batch(tiny_config):
+  """The whole step (losses, gradients, Adam, BatchNorm) can fit four sequences it sees again and
+  again: a broken gradient path or a frozen module stalls the loss near its start."""
+  frames = moving_squares(4, tiny_config.seq_len, seed=41)
+  trainer = trainer_lib.Trainer(tiny_config.replace(lr=2e-3))
+  iterator = iter(trainer.distribute(_fixed_batches(frames)))
+  losses = [float(trainer.train_step(iterator)["mse"]) for _ in range(150)]
+  first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+  assert last < 0.2 * first, (first, last)
+
+
 def test_training_batches_from_tfrecords_are_windows_of_the_records(tiny_config, tmp_path):
-  from pipelines import smmnist
   data_dir = str(tmp_path / "data")
   smmnist.write_tfrecords(data_dir, "train", num_sequences=6, seq_len=8, seed=0,
                           examples_per_shard=3)
@@ -151,18 +168,19 @@ def test_training_batches_from_tfrecords_are_windows_of_the_records(tiny_config,
 
 def test_checkpoints_hold_every_variable_and_incomplete_ones_are_refused(tiny_config, tmp_path):
   """Layers kept in lists (conv stages, LSTM cells) once went missing from checkpoints silently."""
-  trainer = training.Trainer(tiny_config)
+  trainer = trainer_lib.Trainer(tiny_config)
   path = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
                              step=trainer.global_step).save(str(tmp_path / "full"))
   model_only = tf.train.Checkpoint(model=trainer.model).save(str(tmp_path / "model"))
   saved = [n for n, _ in tf.train.list_variables(model_only) if n.startswith("model/")]
   assert len(saved) == len(trainer.model.variables)  # trainable and BatchNorm statistics
-  other = training.Trainer(tiny_config.replace(seed=5))
-  training.restore_checkpoint(other, path)
+  other = trainer_lib.Trainer(tiny_config.replace(seed=5))
+  checkpoints.restore_objects(path, model=other.model, optimizer=other.optimizer,
+                              step=other.global_step)
   for a, b in zip(trainer.model.variables, other.model.variables):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   # a checkpoint that knows only part of the model (as the old layout did) is refused
   partial = tf.train.Checkpoint(model=tf.train.Checkpoint(encoder=trainer.model.encoder)).save(
       str(tmp_path / "partial"))
-  with pytest.raises(training.IncompleteCheckpointError, match="train again"):
-    training.restore_objects(partial, model=other.model)
+  with pytest.raises(checkpoints.IncompleteCheckpointError, match="train again"):
+    checkpoints.restore_objects(partial, model=other.model)

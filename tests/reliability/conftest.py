@@ -6,7 +6,7 @@ multi-worker tests compare against, step for step.
 import numpy as np
 import pytest
 
-from svg_tf.training import read_losses
+from svg_tf.run_dir import read_losses
 from tests.reliability.helpers import REFERENCE_STEPS, TINY, run_train
 
 

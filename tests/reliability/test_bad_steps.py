@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from svg_tf import training
+from svg_tf import checkpoints, run_dir, strategies, train_loop
+from svg_tf import trainer as trainer_lib
+from svg_tf.config import LoopOptions
 
 
 def _batches(*kinds, config):
@@ -47,7 +49,7 @@ def _assert_same(before, after):
 
 def test_a_non_finite_step_changes_nothing_but_the_step(tiny_config, tmp_path):
   config = tiny_config.replace(beta=1.0)
-  trainer = training.Trainer(config)
+  trainer = trainer_lib.Trainer(config)
   # The loss (hence every gradient) turns NaN while `poison` is set; the input stays good, so the
   # forward pass moves BatchNorm's statistics, which a skipped step must put back.
   poison = tf.Variable(False, trainable=False)
@@ -72,17 +74,18 @@ def test_a_non_finite_step_changes_nothing_but_the_step(tiny_config, tmp_path):
   assert trainer.step == 3 and int(trainer.optimizer.iterations) == 2
 
   # Checkpoints are never written with non-finite weights.
-  checkpoints = training.Checkpoints(trainer, str(tmp_path))
-  checkpoints.save(trainer.step)
+  saved = checkpoints.Checkpoints(str(tmp_path), trainer.strategy, model=trainer.model,
+                                 optimizer=trainer.optimizer, step=trainer.global_step)
+  saved.save(trainer.step)
   trainer.model.trainable_variables[0].assign(
       tf.fill(trainer.model.trainable_variables[0].shape, np.float32(np.inf)))
-  with pytest.raises(training.NonFiniteError, match="weights are not finite.*ckpt-3"):
-    checkpoints.save(4)
-  assert checkpoints.latest.endswith("ckpt-3")
+  with pytest.raises(train_loop.NonFiniteError, match="weights are not finite.*ckpt-3"):
+    saved.save(4)
+  assert saved.latest.endswith("ckpt-3")
 
 
 def test_every_replica_skips_when_one_replica_has_bad_input(tiny_config):
-  trainer = training.Trainer(tiny_config, training.make_strategy(cpu_replicas=2))
+  trainer = trainer_lib.Trainer(tiny_config, strategies.make_strategy(cpu_replicas=2))
   before = _state(trainer)
   assert len(before) == 2 * (len(trainer.model.variables) + len(trainer.optimizer.variables))
   iterator = iter(trainer.distribute(_batches("nan", "good", config=tiny_config)))
@@ -101,18 +104,18 @@ def test_bad_steps_in_a_row_stop_training_and_keep_the_last_good_checkpoint(tiny
   # three in a row do.
   kinds = ["good", "good", "nan", "good", "x255", "nan", "good", "nan", "x255", "x255", "good",
            "good"]
-  options = training.LoopOptions(checkpoint_every=1, log_every=1, max_bad_steps=3)
-  with pytest.raises(training.NonFiniteError, match=r"training stopped at step 10: 3 steps in a "
+  options = LoopOptions(checkpoint_every=1, log_every=1, max_bad_steps=3)
+  with pytest.raises(train_loop.NonFiniteError, match=r"training stopped at step 10: 3 steps in a "
                      r"row skipped, the last for input frames not finite or outside \[0, 1\]; the "
                      r"last good checkpoint is kept \(.*ckpt-7\)"):
-    training.train(config, model_dir, _batches(*kinds, config=config), options=options)
+    train_loop.train(config, model_dir, _batches(*kinds, config=config), options=options)
   assert "step 3/12 | input frames not finite or outside [0, 1] (loss nan): update skipped, 1 in " \
          "a row (--max_bad_steps=3)" in caplog.text
   assert "checkpoint of step 5 postponed to the next applied step" in caplog.text
   state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
   assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["2", "4", "7"]
   # losses.jsonl: every step up to the newest checkpoint, the skipped ones marked.
-  losses = training.read_losses(model_dir)
+  losses = run_dir.read_losses(model_dir)
   assert [e["step"] for e in losses] == list(range(1, 8))
   assert [e["applied"] for e in losses] == [k == "good" for k in kinds[:7]]
   assert [e["loss"] is None for e in losses] == [k == "nan" for k in kinds[:7]]

@@ -19,7 +19,7 @@ import socket
 
 import numpy as np
 
-from svg_tf.training import read_losses
+from svg_tf.run_dir import read_losses
 from tests.reliability.helpers import (REFERENCE_STEPS, TrainProcess, progress_lines,
                                        subprocess_env)
 

@@ -14,7 +14,7 @@ import time
 
 import tensorflow as tf
 
-from svg_tf.training import read_losses
+from svg_tf.run_dir import read_losses
 from tests.reliability.helpers import REFERENCE_STEPS, TrainProcess, progress_lines, run_train
 
 

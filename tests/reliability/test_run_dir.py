@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from svg_tf import training
+from svg_tf import checkpoints, run_dir, train_loop
+from svg_tf.config import LoopOptions
 from tests.reliability.helpers import TINY, run_train
 
 
@@ -33,10 +34,10 @@ def _fixed_batch_run(tiny_config, tmp_path, seed, checkpoint_every):
   model_dir = str(tmp_path / "run")
   frames = np.random.RandomState(seed).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
   input_fn = lambda ctx, start_index: tf.data.Dataset.from_tensors(frames).repeat()
-  options = training.LoopOptions(checkpoint_every=checkpoint_every)
+  options = LoopOptions(checkpoint_every=checkpoint_every)
 
   def train(steps):
-    return training.train(tiny_config.replace(train_steps=steps), model_dir, input_fn,
+    return train_loop.train(tiny_config.replace(train_steps=steps), model_dir, input_fn,
                           options=options)
   return model_dir, train
 
@@ -52,7 +53,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_resumes(tiny_co
   soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
   resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
   try:
-    with pytest.raises(training.CheckpointSaveError, match=r"could not save the checkpoint of step "
+    with pytest.raises(checkpoints.CheckpointSaveError, match=r"could not save the checkpoint of step "
                        r"4 in .*; the previous checkpoint \(.*ckpt-2\) is intact"):
       train(4)
   finally:
@@ -66,7 +67,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_resumes(tiny_co
 
   result = train(4)
   assert result["step"] == 4
-  assert [e["step"] for e in training.read_losses(model_dir)] == [1, 2, 3, 4]
+  assert [e["step"] for e in run_dir.read_losses(model_dir)] == [1, 2, 3, 4]
 
 
 def test_a_full_disk_at_the_loss_log_stops_cleanly_before_the_checkpoint(tiny_config, tmp_path,
@@ -75,22 +76,22 @@ def test_a_full_disk_at_the_loss_log_stops_cleanly_before_the_checkpoint(tiny_co
   error as a failed save, and neither the loss log nor the previous checkpoint is touched."""
   model_dir, train = _fixed_batch_run(tiny_config, tmp_path, seed=5, checkpoint_every=2)
   train(2)
-  real_write = training.media.write_file_atomic
+  real_write = run_dir.media.write_file_atomic
 
   def full_disk(path, data, *args, **kwargs):
-    if path.endswith(training.LOSSES_FILE):
+    if path.endswith(run_dir.LOSSES_FILE):
       raise OSError(28, "No space left on device")
     return real_write(path, data, *args, **kwargs)
 
-  monkeypatch.setattr(training.media, "write_file_atomic", full_disk)
-  with pytest.raises(training.CheckpointSaveError,
+  monkeypatch.setattr(run_dir.media, "write_file_atomic", full_disk)
+  with pytest.raises(checkpoints.CheckpointSaveError,
                      match=r"could not write .*losses.jsonl before the checkpoint of step 4 "
                            r"\(OSError: .*No space left on device\); the previous checkpoint "
                            r"\(.*ckpt-2\) and losses.jsonl are intact"):
     train(4)
   monkeypatch.undo()
   assert tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")).endswith("ckpt-2")
-  assert [e["step"] for e in training.read_losses(model_dir)] == [1, 2]
+  assert [e["step"] for e in run_dir.read_losses(model_dir)] == [1, 2]
 
 
 def test_a_restart_drops_listed_checkpoints_whose_files_are_gone(tiny_config, tmp_path,
@@ -106,14 +107,14 @@ def test_a_restart_drops_listed_checkpoints_whose_files_are_gone(tiny_config, tm
   for name in tf.io.gfile.glob(os.path.join(checkpoint_dir, "ckpt-3.*")):
     os.remove(name)
 
-  dropped = training.drop_missing_checkpoints(checkpoint_dir)
+  dropped = checkpoints.drop_missing_checkpoints(checkpoint_dir)
   assert [p.rsplit("/", 1)[1] for p in dropped] == ["ckpt-1", "ckpt-3"]
   state = tf.train.get_checkpoint_state(checkpoint_dir)
   assert list(state.all_model_checkpoint_paths) == [os.path.join(checkpoint_dir, "ckpt-2")]
   assert tf.train.latest_checkpoint(checkpoint_dir).endswith("ckpt-2")
   assert sorted(os.listdir(checkpoint_dir)) == ["checkpoint", "ckpt-2.data-00000-of-00001",
                                                 "ckpt-2.index"]
-  assert training.drop_missing_checkpoints(checkpoint_dir) == []  # nothing more to drop
+  assert checkpoints.drop_missing_checkpoints(checkpoint_dir) == []  # nothing more to drop
 
   # The same clean-up runs when a run starts. A list whose newest entry has no files makes
   # tf.train.latest_checkpoint return None; the run resumes from step 2 instead of from scratch.
@@ -123,10 +124,10 @@ def test_a_restart_drops_listed_checkpoints_whose_files_are_gone(tiny_config, tm
       all_model_checkpoint_timestamps=[*state.all_model_checkpoint_timestamps, time.time()],
       last_preserved_timestamp=state.last_preserved_timestamp)
   assert tf.train.latest_checkpoint(checkpoint_dir) is None
-  caplog.set_level(logging.INFO)
+  caplog.set_level(logging.INFO, logger="absl")  # other modules may raise the absl logger's level
   result = train(3)
   assert "resumed from step 2 (" in caplog.text
   assert result["step"] == 3
-  assert [e["step"] for e in training.read_losses(model_dir)] == [1, 2, 3]
+  assert [e["step"] for e in run_dir.read_losses(model_dir)] == [1, 2, 3]
   state = tf.train.get_checkpoint_state(checkpoint_dir)
   assert [p.rsplit("-", 1)[1] for p in state.all_model_checkpoint_paths] == ["2", "3"]
