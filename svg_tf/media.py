@@ -5,19 +5,21 @@ draws those borders over each frame's outer pixels (as the reference's `utils.dr
 so tiles keep their size. Files are written atomically (temporary name, then rename) through
 `tf.io.gfile`, so a crash never leaves half a GIF and run folders may live on GCS.
 
-Videos from people: `read_video` reads a .gif, .npy or .npz file as float frames in [0, 1],
-`fit_frames` resizes them and sets their channels for a model, and `samples_gif` writes the
-context followed by each generated sample as one tiled GIF.
+`samples_gif` writes the context followed by each generated sample as one tiled GIF,
+`futures_grid` lays out a clip's futures beside its real future, and `save_mp4` writes any of
+these as an MP4 (reading people's videos is svg_tf/video_files.py).
 """
 
 import io
 import math
 import os
+import tempfile
 import uuid
 from typing import Optional, Sequence, Union
 
+import imageio_ffmpeg
 import numpy as np
-from PIL import Image, ImageSequence
+from PIL import Image
 import tensorflow as tf
 
 GREEN = (0, 200, 0)  # context (ground-truth) frames
@@ -155,6 +157,57 @@ def save_gif(path: str, frames, fps: float = 4) -> None:
   write_file_atomic(path, buffer.getvalue())
 
 
+def save_mp4(path: str, frames, fps: float = 4) -> None:
+  """Writes frames uint8 (or float [0, 1]) [T, H, W, 3|1] as an H.264 MP4 (yuv420p, odd sizes
+  padded by one pixel), atomically: encoded to a local temporary file, then moved into place."""
+  frames = _to_rgb(to_uint8(frames))
+  if frames.ndim != 4 or frames.shape[0] < 1:
+    raise ValueError(f'frames must be [T >= 1, H, W, C], got shape {frames.shape}')
+  if fps <= 0:
+    raise ValueError(f'fps must be > 0, got {fps}')
+  t, h, w, _ = frames.shape
+  frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode='edge')
+  with tempfile.TemporaryDirectory() as folder:
+    local = os.path.join(folder, 'video.mp4')
+    writer = imageio_ffmpeg.write_frames(local, (frames.shape[2], frames.shape[1]), fps=fps,
+                                         codec='libx264', pix_fmt_in='rgb24',
+                                         pix_fmt_out='yuv420p', macro_block_size=1, quality=None,
+                                         output_params=['-crf', '18'], ffmpeg_log_level='error')
+    writer.send(None)
+    for frame in frames:
+      writer.send(np.ascontiguousarray(frame).tobytes())
+    writer.close()
+    with open(local, 'rb') as f:
+      write_file_atomic(path, f.read())
+
+
+BLUE = (0, 90, 255)  # the best sample's predicted frames
+
+
+def futures_grid(context, futures, truth=None, best: Optional[int] = None) -> np.ndarray:
+  """One video of a clip's futures, side by side: [truth,] sample 0, sample 1, ...; each tile is
+  the context then the future, context framed green, predictions red (the best sample's blue),
+  the real future green. -> uint8 [T, H', W', 3], at most 8 tiles a row.
+
+  context [n, H, W, C]; futures [S, F, H, W, C]; truth [R, H, W, C] with R <= F real frames (the
+  tile holds still after them).
+  """
+  context, futures = to_uint8(context), to_uint8(futures)
+  num, future_len = futures.shape[:2]
+  tiles = [np.concatenate([np.repeat(context[None], num, axis=0), futures], axis=1)]
+  borders = np.broadcast_to(context_borders(tiles[0].shape[1], len(context)),
+                            (num,) + tiles[0].shape[1:2] + (3,)).copy()
+  if best is not None:
+    borders[best, len(context):] = BLUE
+  if truth is not None and len(truth):
+    truth = to_uint8(truth)
+    held = np.concatenate([truth, np.repeat(truth[-1:], future_len - len(truth), axis=0)])
+    tiles.insert(0, np.concatenate([context, held])[None])
+    borders = np.concatenate([np.broadcast_to(GREEN, (1, borders.shape[1], 3)), borders])
+  videos = np.concatenate(tiles)
+  return tile_videos(videos, ncols=min(len(videos), 8), borders=borders)
+
+
 PREVIEW_GIF_MAX = 32  # videos tiled into a preview GIF; the npz keeps all of them
 
 
@@ -180,52 +233,6 @@ def save_preview(path_prefix: str, videos, fps: float = 4) -> str:
   shown = videos[:PREVIEW_GIF_MAX]  # a GIF of thousands of tiles helps nobody
   save_gif(path_prefix + '.gif', tile_videos(shown, ncols=min(len(shown), 8)), fps=fps)
   return path_prefix
-
-
-def read_video(path: str) -> np.ndarray:
-  """A video file as float32 (T, H, W, C) in [0, 1]: .gif (every frame), .npy, or .npz (`frames`,
-  as save_preview writes). uint8 pixels are divided by 255."""
-  if path.endswith('.gif'):
-    with Image.open(path) as image:
-      gray = _is_gray(image)
-      frames = [np.asarray(f.convert('L' if gray else 'RGB')) for f in ImageSequence.Iterator(image)]
-    video = np.stack(frames)
-  elif path.endswith('.npy'):
-    video = np.load(path, allow_pickle=False)
-  elif path.endswith('.npz'):
-    with np.load(path, allow_pickle=False) as data:
-      video = data['frames']
-  else:
-    raise ValueError(f'--video={path}: expected a .gif, .npy or .npz file')
-  if video.ndim == 3:
-    video = video[..., None]
-  if video.ndim == 5 and video.shape[0] == 1:
-    video = video[0]
-  if video.ndim != 4:
-    raise ValueError(f'--video={path}: expected frames (T, H, W[, C]), got shape {video.shape}')
-  return video.astype(np.float32) / 255.0 if video.dtype == np.uint8 else video.astype(np.float32)
-
-
-def _is_gray(image) -> bool:
-  for frame in ImageSequence.Iterator(image):
-    rgb = np.asarray(frame.convert('RGB')).astype(np.int16)
-    if np.abs(rgb[..., 0] - rgb[..., 1]).max() or np.abs(rgb[..., 1] - rgb[..., 2]).max():
-      return False
-  return True
-
-
-def fit_frames(video: np.ndarray, image_size: int = 0, channels: int = 0) -> np.ndarray:
-  """Resizes (T, H, W, C) frames to image_size (0: keep) and converts to 1 or 3 channels (0: keep)."""
-  if channels == 1 and video.shape[-1] == 3:
-    video = video.mean(axis=-1, keepdims=True)
-  elif channels == 3 and video.shape[-1] == 1:
-    video = np.repeat(video, 3, axis=-1)
-  if image_size and video.shape[1:3] != (image_size, image_size):
-    resized = [np.asarray(Image.fromarray(f).resize((image_size, image_size), Image.BILINEAR))
-               for f in video.transpose(3, 0, 1, 2).reshape(-1, *video.shape[1:3])]
-    video = np.stack(resized).reshape(video.shape[3], video.shape[0], image_size, image_size)
-    video = video.transpose(1, 2, 3, 0)
-  return video.astype(np.float32)
 
 
 def samples_gif(path: str, context: np.ndarray, samples: np.ndarray, fps: float = 4) -> None:

@@ -78,35 +78,6 @@ def test_save_gif_writes_looping_gif_atomically(tmp_path):
   media.save_gif(str(tmp_path / 'grey.gif'), frames[..., :1])  # one channel works too
 
 
-def _moving_square(frames=3, size=64):
-  """float32 (frames, size, size, 1): a bright 12-pixel square moving down and right."""
-  video = np.zeros((frames, size, size, 1), np.float32)
-  for t in range(frames):
-    video[t, 8 + 3 * t:20 + 3 * t, 10 + 4 * t:22 + 4 * t] = 1.0
-  return video
-
-
-def test_read_video_accepts_gif_npy_and_npz(tmp_path):
-  frames = _moving_square()
-  media.save_gif(str(tmp_path / 'v.gif'), frames)
-  np.save(tmp_path / 'v.npy', media.to_uint8(frames))
-  media.save_preview(str(tmp_path / 'p'), frames[None])
-  for name in ('v.gif', 'v.npy', 'p.npz'):
-    video = media.read_video(str(tmp_path / name))
-    assert video.shape == (3, 64, 64, 1) and video.dtype == np.float32, name
-    np.testing.assert_allclose(video, frames, atol=1 / 255)
-  rgb = media.fit_frames(video, image_size=32, channels=3)
-  assert rgb.shape == (3, 32, 32, 3)
-  colour = np.concatenate([frames, frames * 0.5, frames * 0], axis=-1)  # a red square
-  media.save_gif(str(tmp_path / 'c.gif'), colour)
-  video = media.read_video(str(tmp_path / 'c.gif'))
-  assert video.shape == (3, 64, 64, 3)  # a colour GIF keeps its three channels
-  np.testing.assert_allclose(video, colour, atol=1 / 255)
-  assert media.fit_frames(video, channels=1).shape == (3, 64, 64, 1)
-  with pytest.raises(ValueError, match='expected a .gif, .npy or .npz file'):
-    media.read_video(str(tmp_path / 'v.mp4'))
-
-
 def test_samples_gif_tiles_the_context_before_each_sample(tmp_path):
   videos = np.round(_videos() * 4) / 4  # five grey levels: the GIF palette keeps every colour
   context, samples = videos[0, :2], videos[:, :3]  # 2 context frames, N samples of 3 frames

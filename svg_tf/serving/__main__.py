@@ -3,15 +3,15 @@
   python -m svg_tf.serving --server=localhost:8500 --model_name=svg --video=clip.gif \\
       --num_samples=5 --num_future=20 --out=samples.gif
 
-reads a .gif, .npy or .npz video (T, H, W[, C]), sends its first --n_context frames (all by
-default) to TF Serving (or svg_tf/serving/local_server.py's LocalServer) through
+reads a clip (a video file, .gif, .npy, .npz or a folder of frames: svg_tf/video_files.py),
+sends its first --n_context frames (all by default) to TF Serving (or svg_tf/serving/local_server.py's LocalServer) through
 svg_tf/serving/client.py's Client, and writes a GIF of the context followed by each sample, one
 tile per sample. A refused request ends with one line naming the server's reason.
 """
 
 from absl import app, flags
 
-from svg_tf import media
+from svg_tf import media, video_files
 from svg_tf.serving.client import Client, ServingError
 
 
@@ -20,9 +20,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   f = flags.FLAGS
   try:
-    video = media.fit_frames(media.read_video(f.video), f.image_size, f.channels)
+    clip = video_files.read_clip(f.video, f.image_size or None, f.channels or None, f.crop)
   except (ValueError, OSError) as err:
-    raise app.UsageError(str(err))
+    raise app.UsageError(f"--video={f.video}: {err}")
+  video = clip.frames.astype("float32") / 255.0
   context = video[:f.n_context] if f.n_context else video
   with Client(f.server, f.model_name, f.protocol, f.rest_format, f.version, f.timeout) as client:
     try:
@@ -40,18 +41,28 @@ def _define_flags():
   flags.DEFINE_enum("protocol", "grpc", ["grpc", "rest"], "PredictionService over gRPC, or REST")
   flags.DEFINE_enum("rest_format", "columnar", ["columnar", "row"], "REST JSON: inputs or instances")
   flags.DEFINE_integer("version", None, "Model version (default: the newest served)")
-  flags.DEFINE_string("video", None, "Context video: .gif, .npy or .npz (T, H, W[, C])")
+  flags.DEFINE_string("video", None, "Context clip: a video file (.mp4 .avi .mov .mkv .webm), "
+                      ".gif, .npy/.npz (T, H, W[, C]) or a folder of PNG/JPEG frames")
   flags.DEFINE_integer("n_context", 0, "Context frames taken from the start of the video (0: all)")
   flags.DEFINE_integer("num_future", 10, "Frames to generate")
   flags.DEFINE_integer("num_samples", 3, "Futures to draw")
   flags.DEFINE_integer("seed", None, "Seed of the samples (default: random)")
-  flags.DEFINE_integer("image_size", 0, "Resize frames to this size first (0: as in the file)")
-  flags.DEFINE_integer("channels", 0, "Convert frames to 1 or 3 channels first (0: as in the file)")
+  flags.DEFINE_integer("image_size", 0, "Crop and resize frames to this size first (0: as in "
+                       "the file)")
+  flags.DEFINE_enum("crop", "center", list(video_files.CROPS), "With --image_size: centre-crop "
+                    "frames to a square first, or squash them (none)")
+  flags.DEFINE_integer("channels", 0, "Convert frames to 1 or 3 channels first (0: as in the "
+                       "file; video files give 3)")
   flags.DEFINE_float("timeout", 600.0, "Seconds per request")
   flags.DEFINE_string("out", None, "Output GIF: one tile per sample, context framed green")
   flags.mark_flags_as_required(["server", "video", "out"])
 
 
-if __name__ == "__main__":
+def run():
+  """The `svg-client` console command."""
   _define_flags()
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()
