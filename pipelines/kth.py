@@ -57,9 +57,6 @@ Command lines:
       # P.npz (`frames` uint8 [K, T, S, S, 1]) and P.gif from a converted folder
 """
 
-import concurrent.futures
-import json
-import math
 import os
 import re
 import subprocess
@@ -70,8 +67,8 @@ from absl import app, flags, logging
 import numpy as np
 import tensorflow as tf
 
-from pipelines import tfrecord
-from svg_tf import media
+from pipelines import tfrecord, video_shards
+from svg_tf import media, video_files
 
 DATASET_NAME = 'kth'
 ACTIONS = ('boxing', 'handclapping', 'handwaving', 'jogging', 'running', 'walking')  # sorted
@@ -93,21 +90,14 @@ TEST_NUM_CLIPS = 1000  # SRVP's KTH test set: 1000 clips of 40 frames, numpy see
 TEST_CLIP_LEN = 40
 TEST_SEED = 42
 TRAIN_SEQ_LEN = 20  # SVG's KTH windows: n_past 10 + n_future 10 (preview default)
-DEFAULT_SHUFFLE_BUFFER = 256  # training windows (not videos) held for shuffling
 
 CONVERSION_FILE = 'kth_conversion.json'
-MANIFEST_SUFFIX = '.manifest.json'
 FORMAT_VERSION = 1
 _NAME = r'person(\d\d)_(' + '|'.join(ACTIONS) + r')_d(\d)'
 _VIDEO_FILE = re.compile(r'^(' + _NAME + r')_uncomp\.(?i:avi)$')
 _VIDEO_NAME = re.compile(r'^' + _NAME + r'$')
 _LISTED_LINE = re.compile(r'^(person\d\d_[A-Za-z]+_d\d)(?:\s+(.*))?$')
 _RANGE = re.compile(r'^(\d+)-(\d+)$')
-_STREAM = re.compile(r'Stream #0:\d+[^\n]*?: Video: ([^\s,]+)[^\n]*?, (\d+)x(\d+)')
-_FFMPEG_ERROR = re.compile(r'\[(error|fatal|panic)\]')  # ffmpeg -loglevel level+info prefixes
-_FFMPEG_WARNING = re.compile(r'\[(warning|error|fatal|panic)\]')
-_ADDRESS = re.compile(r' @ 0x[0-9a-fA-F]+')  # '[in#0 @ 0x55d1c3e2be80]' in ffmpeg's messages
-_FFMPEG_REASON_LINES = 4  # stderr lines quoted in a VideoDecodeError
 
 
 class VideoDecodeError(ValueError):
@@ -245,25 +235,12 @@ def _check_image_size(image_size) -> int:
   return int(image_size)
 
 
-def ffmpeg_exe() -> str:
-  """Path of the ffmpeg binary shipped by imageio-ffmpeg (or $IMAGEIO_FFMPEG_EXE)."""
-  import imageio_ffmpeg  # pylint: disable=g-import-not-at-top  (only conversion needs it)
-  return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _reason(stderr: str) -> str:
-  """ffmpeg's last error lines, without the memory addresses that differ between runs."""
-  lines = [_ADDRESS.sub('', l).strip() for l in stderr.splitlines() if l.strip()]
-  errors = [l for l in lines if _FFMPEG_ERROR.search(l)]
-  return ' | '.join((errors or lines)[-_FFMPEG_REASON_LINES:]) or '(ffmpeg printed nothing)'
-
-
 def _decode(path: str, image_size: int) -> Tuple[np.ndarray, Dict[str, Any]]:
   """decode_video plus what ffmpeg said: {'codec', 'width', 'height', 'messages'}."""
   size = _check_image_size(image_size)
   if not os.path.isfile(path):
     raise VideoDecodeError(f'{path}: no such file')
-  cmd = [ffmpeg_exe(), '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'level+info',
+  cmd = [video_files.ffmpeg_exe(), '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'level+info',
          '-threads', '1', '-i', path, '-map', '0:v:0', '-an', '-sn', '-dn',
          '-fps_mode', 'passthrough',  # every decoded frame once: no drops, no duplicates
          '-s', f'{size}x{size}',  # the reference's squash (bicubic swscale), aspect not kept
@@ -274,21 +251,14 @@ def _decode(path: str, image_size: int) -> Tuple[np.ndarray, Dict[str, Any]]:
     raise VideoDecodeError(f'{path}: cannot run ffmpeg {cmd[0]}: {e}') from e
   stderr = result.stderr.decode('utf-8', errors='replace')
   if result.returncode != 0:
-    raise VideoDecodeError(f'{path}: ffmpeg failed (exit {result.returncode}): {_reason(stderr)}')
+    raise VideoDecodeError(f'{path}: ffmpeg failed (exit {result.returncode}): '
+                           f'{video_files.ffmpeg_reason(stderr)}')
   num_frames, rest = divmod(len(result.stdout), size * size)
   if num_frames == 0 or rest:
     raise VideoDecodeError(f'{path}: ffmpeg gave {len(result.stdout)} bytes, not a positive number '
-                           f'of {size}x{size} frames: {_reason(stderr)}')
+                           f'of {size}x{size} frames: {video_files.ffmpeg_reason(stderr)}')
   frames = np.frombuffer(result.stdout, np.uint8).reshape(num_frames, size, size, CHANNELS)
-  stream = _STREAM.search(stderr)
-  info = {
-      'codec': stream.group(1) if stream else None,
-      'width': int(stream.group(2)) if stream else None,
-      'height': int(stream.group(3)) if stream else None,
-      'messages': [_ADDRESS.sub('', l).strip() for l in stderr.splitlines()
-                   if _FFMPEG_WARNING.search(l)],
-  }
-  return frames, info
+  return frames, video_files.ffmpeg_stream(stderr)
 
 
 def decode_video(path: str, image_size: int = 64) -> np.ndarray:
@@ -311,59 +281,6 @@ def decode_video(path: str, image_size: int = 64) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------------
 # Conversion.
-
-
-def _format_duration(seconds: float) -> str:
-  seconds = int(round(seconds))
-  if seconds >= 3600:
-    return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
-  return f'{seconds // 60}m{seconds % 60:02d}s'
-
-
-def _read_json(path: str) -> Optional[Dict[str, Any]]:
-  """Contents of a JSON file, or None when it is absent or unreadable."""
-  try:
-    with tf.io.gfile.GFile(path, 'r') as f:
-      return json.loads(f.read())
-  except (tf.errors.NotFoundError, ValueError):
-    return None
-
-
-def _write_json(path: str, value: Any) -> None:
-  media.write_file_atomic(path, json.dumps(value, indent=2, sort_keys=True) + '\n')
-
-
-def _our_files(split_dir: str) -> List[str]:
-  """Files a conversion writes in a split folder: shards, manifests, temporaries, the info file."""
-  if not tf.io.gfile.isdir(split_dir):
-    return []
-  patterns = (tfrecord.SHARD_PATTERN, '*' + MANIFEST_SUFFIX, '*.tmp-*', tfrecord.INFO_FILE)
-  return sorted({p for pattern in patterns
-                 for p in tf.io.gfile.glob(os.path.join(split_dir, pattern))})
-
-
-def _prepare_out_dir(out_dir: str, settings: Dict[str, Any], overwrite: bool) -> None:
-  """Refuses a folder converted with other settings (unless overwrite); records the settings."""
-  settings_path = os.path.join(out_dir, CONVERSION_FILE)
-  split_dirs = [os.path.join(out_dir, s) for s in SPLITS]
-  if overwrite:
-    for path in [settings_path] + [p for d in split_dirs for p in _our_files(d)]:
-      if tf.io.gfile.exists(path):
-        tf.io.gfile.remove(path)
-  old = _read_json(settings_path) if tf.io.gfile.exists(settings_path) else None
-  if old is not None:
-    diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-    if diff:
-      said = ', '.join(f'{k}={a!r} (now {b!r})' for k, (a, b) in sorted(diff.items()))
-      raise FileExistsError(f'{out_dir} holds a KTH conversion made with {said}; pass '
-                            'overwrite=True (--overwrite) to replace it, or choose another --out')
-  else:
-    for d in split_dirs:
-      if tf.io.gfile.isdir(d) and tf.io.gfile.listdir(d):
-        raise FileExistsError(f'{d} is not empty and {settings_path} is missing, so this is not a '
-                              'KTH conversion folder; choose another --out or pass overwrite=True')
-  tf.io.gfile.makedirs(out_dir)
-  _write_json(settings_path, settings)
 
 
 class SplitPlan(NamedTuple):
@@ -414,127 +331,41 @@ def clip_ranges(ranges: Sequence[Tuple[int, int]], num_frames: int):
   return np.asarray(kept, np.int32).reshape(-1, 2), cut  # [K, 2]
 
 
-def _shard_is_complete(split_dir: str, shard: str, names: List[str], image_size: int):
-  """The shard's manifest if the shard is complete and holds exactly `names`, else None."""
-  manifest = _read_json(os.path.join(split_dir, shard + MANIFEST_SUFFIX))
-  path = os.path.join(split_dir, shard)
-  if (manifest is None or manifest.get('format_version') != FORMAT_VERSION or
-      manifest.get('image_size') != image_size or manifest.get('videos') != names or
-      not tf.io.gfile.exists(path) or tf.io.gfile.stat(path).length != manifest.get('bytes')):
-    return None
-  return manifest
-
-
-class _Progress:
-  """Per-video progress lines with rate and ETA over the videos decoded in this run."""
-
-  def __init__(self, split: str, total: int):
-    self.split, self.total, self.done = split, total, 0
-    self.start = time.time()
-
-  def video(self, name: str, shard: str, num_frames: Optional[int]):
-    self.done += 1
-    rate = self.done / max(time.time() - self.start, 1e-9)
-    eta = (self.total - self.done) / rate
-    logging.info('kth | convert | %s | video %d/%d | %s | %s | %s | %.2f videos/s | eta %s',
-                 self.split, self.done, self.total, shard, name,
-                 'FAILED' if num_frames is None else f'{num_frames} frames', rate,
-                 _format_duration(eta))
-
-
-def _write_split_shard(split: str, split_dir: str, shard: str, names: List[str],
-                       paths: Dict[str, str], listed: Dict[str, List[Tuple[int, int]]],
-                       image_size: int, pool, progress: _Progress) -> Dict[str, Any]:
-  """Decodes `names` (in parallel), writes the shard atomically, then its manifest."""
-  futures = [pool.submit(_decode, paths[n], image_size) for n in names]
-  records, skipped = [], []
-
-  def examples():
-    for name, future in zip(names, futures):
-      try:
-        frames, stream = future.result()
-      except VideoDecodeError as e:
-        skipped.append({'name': name, 'reason': f'cannot be decoded: {e}'})
-        progress.video(name, shard, None)
-        continue
-      if stream['messages']:
-        logging.warning('kth | convert | %s decoded, but ffmpeg said: %s', paths[name],
-                        ' | '.join(stream['messages'][-3:]))
-      if stream['width'] and (stream['width'], stream['height']) != NATIVE_SIZE:
-        logging.warning('kth | convert | %s is %dx%d, not KTH\'s %dx%d; squashed to %dx%d anyway',
-                        paths[name], stream['width'], stream['height'], *NATIVE_SIZE, image_size,
-                        image_size)
-      person, action, scenario = parse_video_name(name)
-      sequences, cut = clip_ranges(listed.get(name) or [(0, len(frames))], len(frames))
-      records.append({
-          'name': name, 'num_frames': len(frames), 'sequences': sequences.tolist(),
-          'clipped': cut, 'unlisted': not listed.get(name), 'codec': stream['codec'],
-          'native_size': [stream['width'], stream['height']], 'messages': stream['messages'][-3:],
-      })
-      progress.video(name, shard, len(frames))
-      yield tfrecord.video_example(frames, {
-          'person': np.int32(person), 'action': np.int32(action), 'scenario': np.int32(scenario),
-          'sequences': sequences,
-      })
-
-  try:
-    written = tfrecord.write_shard(os.path.join(split_dir, shard), examples())
-  finally:
-    for future in futures:
-      future.cancel()
-  manifest = {
-      'format_version': FORMAT_VERSION, 'split': split, 'shard': shard, 'image_size': image_size,
-      'videos': names, 'bytes': written['bytes'], 'count': written['count'],
-      'features': written['features'], 'records': records, 'skipped': skipped,
-  }
-  _write_json(os.path.join(split_dir, shard + MANIFEST_SUFFIX), manifest)
-  return manifest
+def _record(listed: Dict[str, List[Tuple[int, int]]], image_size: int):
+  """make_record for video_shards.convert_split: a KTH video's extras and manifest entry."""
+  def make(source: video_shards.Source, frames: np.ndarray, stream: Dict[str, Any]):
+    name = source.name
+    if stream['messages']:
+      logging.warning('kth | convert | %s decoded, but ffmpeg said: %s', source.path,
+                      ' | '.join(stream['messages'][-3:]))
+    if stream['width'] and (stream['width'], stream['height']) != NATIVE_SIZE:
+      logging.warning('kth | convert | %s is %dx%d, not KTH\'s %dx%d; squashed to %dx%d anyway',
+                      source.path, stream['width'], stream['height'], *NATIVE_SIZE, image_size,
+                      image_size)
+    person, action, scenario = parse_video_name(name)
+    sequences, cut = clip_ranges(listed.get(name) or [(0, len(frames))], len(frames))
+    record = {
+        'name': name, 'num_frames': len(frames), 'sequences': sequences.tolist(),
+        'clipped': cut, 'unlisted': not listed.get(name), 'codec': stream['codec'],
+        'native_size': [stream['width'], stream['height']], 'messages': stream['messages'][-3:],
+    }
+    extras = {'person': np.int32(person), 'action': np.int32(action),
+              'scenario': np.int32(scenario), 'sequences': sequences}
+    return extras, record
+  return make
 
 
 def _convert_split(split: str, out_dir: str, raw_dir: str, names: List[str],
                    paths: Dict[str, str], listed: Dict[str, List[Tuple[int, int]]],
                    plan_skipped: List[Dict[str, str]], ignored: List[Dict[str, str]],
                    sequences_path: str, image_size: int, videos_per_shard: int,
-                   pool) -> Dict[str, Any]:
-  split_dir = os.path.join(out_dir, split)
-  tf.io.gfile.makedirs(split_dir)
-  info_path = os.path.join(split_dir, tfrecord.INFO_FILE)
-  num_shards = math.ceil(len(names) / videos_per_shard)
-  chunks = [names[k * videos_per_shard:(k + 1) * videos_per_shard] for k in range(num_shards)]
-  shards = [tfrecord.shard_name(split, k, num_shards) for k in range(num_shards)]
-  manifests = [_shard_is_complete(split_dir, s, c, image_size) for s, c in zip(shards, chunks)]
-  wanted = set(shards) | {s + MANIFEST_SUFFIX for s in shards} | {tfrecord.INFO_FILE}
-  stale = [p for p in _our_files(split_dir) if os.path.basename(p) not in wanted]
-  todo = [k for k, m in enumerate(manifests) if m is None]
-  if (todo or stale) and tf.io.gfile.exists(info_path):
-    tf.io.gfile.remove(info_path)  # the folder is about to change: never an info over a mix
-  for path in stale:  # temporaries of killed runs, shards of another plan
-    logging.info('kth | convert | %s | removing leftover %s', split, path)
-    tf.io.gfile.remove(path)
-  reused = num_shards - len(todo)
-  logging.info('kth | convert | %s | %d videos in %d shards | %d shards complete, %d to write',
-               split, len(names), num_shards, reused, len(todo))
-
-  progress = _Progress(split, sum(len(chunks[k]) for k in todo))
-  for k in range(num_shards):
-    if manifests[k] is not None:
-      logging.info('kth | convert | %s | shard %d/%d | complete, kept | %d records', split,
-                   k + 1, num_shards, manifests[k]['count'])
-      continue
-    shard_start = time.time()
-    manifests[k] = _write_split_shard(split, split_dir, shards[k], chunks[k], paths, listed,
-                                      image_size, pool, progress)
-    logging.info('kth | convert | %s | shard %d/%d | %d records | %.1f s | %s', split, k + 1,
-                 num_shards, manifests[k]['count'], time.time() - shard_start,
-                 os.path.join(split_dir, shards[k]))
-
-  videos, skipped = [], list(plan_skipped)
-  for shard, manifest in zip(shards, manifests):
-    for index, record in enumerate(manifest['records']):
-      videos.append({'name': record['name'], 'shard': shard, 'index': index,
-                     'num_frames': record['num_frames'], 'sequences': record['sequences']})
-    skipped.extend(manifest['skipped'])
-  records = [r for m in manifests for r in m['records']]
+                   num_workers: int) -> Dict[str, Any]:
+  sources = [video_shards.Source(n, paths[n]) for n in names]
+  settings = {'format_version': FORMAT_VERSION, 'image_size': image_size}
+  written = video_shards.convert_split(
+      'kth', split, out_dir, sources, lambda path: _decode(path, image_size),
+      _record(listed, image_size), settings, videos_per_shard, num_workers)
+  records = written.records
   info = {
       'dataset': DATASET_NAME,
       'split': split,
@@ -549,8 +380,7 @@ def _convert_split(split: str, out_dir: str, raw_dir: str, names: List[str],
       'raw_dir': os.path.abspath(raw_dir),
       'sequences_file': os.path.relpath(sequences_path, raw_dir),
       'sources': [os.path.relpath(paths[n], raw_dir) for n in names],
-      'videos': videos,
-      'skipped': sorted(skipped, key=lambda s: s['name']),
+      'skipped': sorted(list(plan_skipped) + written.skipped, key=lambda s: s['name']),
       'ignored': ignored,
       'unlisted': [r['name'] for r in records if r['unlisted']],
       'clipped': [{'name': r['name'], 'num_frames': r['num_frames'], 'ranges': r['clipped']}
@@ -561,18 +391,7 @@ def _convert_split(split: str, out_dir: str, raw_dir: str, names: List[str],
                 'of 00sequences.txt clipped to T (the whole video for unlisted videos)',
       'decoder': f'ffmpeg -fps_mode passthrough -s {image_size}x{image_size} -pix_fmt gray',
   }
-  full = dict(info, num_examples=sum(m['count'] for m in manifests), shards=shards,
-              shard_counts=[m['count'] for m in manifests],
-              features=tfrecord.merge_features(m['features'] for m in manifests))
-  if _read_json(info_path) == json.loads(json.dumps(full)):
-    logging.info('kth | convert | %s | already complete, nothing to do | %d videos | %s', split,
-                 full['num_examples'], split_dir)
-    return full
-  full = tfrecord.write_dataset_info(split_dir, info, shards, full['shard_counts'],
-                                     full['features'])
-  logging.info('kth | convert | %s | done | %d videos, %d frames in %d shards | %s', split,
-               full['num_examples'], sum(v['num_frames'] for v in videos), num_shards, split_dir)
-  return full
+  return video_shards.write_split_info('kth', split, out_dir, written, info)
 
 
 def convert(raw_dir: str,
@@ -619,24 +438,20 @@ def convert(raw_dir: str,
   plan = plan_splits(paths, listed)
   logging.info('kth | convert | %s | %d AVIs, %d videos listed in %s | -> %s at %dx%d',
                raw_dir, len(paths), len(listed), sequences_path, out_dir, image_size, image_size)
-  _prepare_out_dir(out_dir, {'dataset': DATASET_NAME, 'format_version': FORMAT_VERSION,
-                             'image_size': image_size,
-                             'videos_per_shard': int(videos_per_shard)}, overwrite)
-
+  video_shards.prepare_out_dir(out_dir, {'dataset': DATASET_NAME, 'format_version': FORMAT_VERSION,
+                                         'image_size': image_size,
+                                         'videos_per_shard': int(videos_per_shard)},
+                               overwrite, SPLITS, CONVERSION_FILE, 'a KTH conversion')
   infos = {}
-  pool = concurrent.futures.ThreadPoolExecutor(max_workers=num_workers)
-  try:
-    for split in SPLITS:
-      if not plan.split_videos[split]:
-        logging.warning('kth | convert | %s | no videos of persons %d-%d in %s: split not written',
-                        split, SPLIT_PERSONS[split][0], SPLIT_PERSONS[split][-1], raw_dir)
-        infos[split] = None
-        continue
-      infos[split] = _convert_split(split, out_dir, raw_dir, plan.split_videos[split], paths,
-                                    listed, plan.skipped[split], plan.ignored, sequences_path,
-                                    image_size, int(videos_per_shard), pool)
-  finally:
-    pool.shutdown(wait=True, cancel_futures=True)
+  for split in SPLITS:
+    if not plan.split_videos[split]:
+      logging.warning('kth | convert | %s | no videos of persons %d-%d in %s: split not written',
+                      split, SPLIT_PERSONS[split][0], SPLIT_PERSONS[split][-1], raw_dir)
+      infos[split] = None
+      continue
+    infos[split] = _convert_split(split, out_dir, raw_dir, plan.split_videos[split], paths,
+                                  listed, plan.skipped[split], plan.ignored, sequences_path,
+                                  image_size, int(videos_per_shard), num_workers)
 
   written = [i for i in infos.values() if i]
   skipped = [s for i in written for s in i['skipped']] + plan.ignored
@@ -654,7 +469,7 @@ def convert(raw_dir: str,
                         f'  {c["name"]}: {c["num_frames"]} frames, ranges {c["ranges"]}'
                         for c in clipped))
   logging.info('kth | convert | finished in %s | train %s, test %s videos | %s',
-               _format_duration(time.time() - start),
+               video_shards.format_duration(time.time() - start),
                *[infos[s]['num_examples'] if infos[s] else 0 for s in SPLITS], out_dir)
   return infos
 
@@ -703,34 +518,12 @@ def read_converted_info(data_dir: str, split: str = 'train') -> Dict[str, Any]:
   return info
 
 
-def subsequence_window(frames: tf.Tensor, sequences: tf.Tensor, seq_len: int,
-                       key: tf.Tensor) -> tf.Tensor:
-  """SVG's KTH draw: a uniform sub-sequence among those of >= seq_len frames, a uniform start in it.
-
-  Args:
-    frames: [T, ...] a whole video.
-    sequences: int [K, 2] 0-based half-open ranges; at least one must hold seq_len frames.
-    seq_len: window length.
-    key: int64 [2] stateless seed pair.
-  Returns:
-    frames[start:start + seq_len], [seq_len, ...].
-  """
-  key_sequence, key_start = tf.unstack(tf.random.experimental.stateless_split(key, 2))
-  sequences = tf.cast(sequences, tf.int32)  # [K, 2]
-  lengths = sequences[:, 1] - sequences[:, 0]  # [K]
-  usable = tf.cast(tf.where(lengths >= seq_len)[:, 0], tf.int32)  # [K'], K' >= 1
-  pick = usable[tf.random.stateless_uniform([], key_sequence, 0, tf.size(usable), tf.int32)]
-  start = sequences[pick, 0] + tf.random.stateless_uniform(
-      [], key_start, 0, lengths[pick] - seq_len + 1, tf.int32)
-  return frames[start:start + seq_len]
-
-
 def train_dataset(data_dir: str,
                   seq_len: int,
                   seed: int,
                   num_shards: int = 1,
                   shard_index: int = 0,
-                  shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+                  shuffle_buffer: int = video_shards.DEFAULT_SHUFFLE_BUFFER,
                   split: str = 'train',
                   cycle_length: int = 4,
                   skip_bad_records: bool = False) -> tf.data.Dataset:
@@ -739,8 +532,8 @@ def train_dataset(data_dir: str,
   Each pass visits every video record of this input pipeline once, in a shuffled order (shards
   shuffled, `cycle_length` of them interleaved). For each video: a uniformly random sub-sequence
   among those with at least seq_len frames, then a uniform start within it (SVG's `data/kth.py`
-  draw). Videos without such a sub-sequence are skipped. Windows then pass a shuffle buffer of
-  `shuffle_buffer` windows. All randomness is stateless from `seed` (window k of pipeline i uses
+  draw, `video_shards.subsequence_window`). Videos without such a sub-sequence are skipped.
+  Windows then pass a shuffle buffer of `shuffle_buffer` windows. All randomness is stateless from `seed` (window k of pipeline i uses
   the seed pair (seed, k * num_shards + i)), so the stream is the same on every run.
 
   Args:
@@ -761,57 +554,10 @@ def train_dataset(data_dir: str,
     NotConvertedError: data_dir is the raw download or not a finished conversion.
     ValueError: bad arguments, or no video of this pipeline has a sub-sequence of seq_len frames.
   """
-  info = read_converted_info(data_dir, split)
-  if int(seq_len) != seq_len or seq_len < 1:
-    raise ValueError(f'seq_len must be an integer >= 1, got {seq_len!r}')
-  if int(num_shards) != num_shards or num_shards < 1 or not 0 <= shard_index < num_shards:
-    raise ValueError(f'need num_shards >= 1 and 0 <= shard_index < num_shards, got '
-                     f'num_shards={num_shards!r}, shard_index={shard_index!r}')
-  if shuffle_buffer < 1:
-    raise ValueError(f'shuffle_buffer must be >= 1, got {shuffle_buffer!r}')
-  seq_len, num_shards, shard_index = int(seq_len), int(num_shards), int(shard_index)
-  seed = int(seed)
-  split_dir = os.path.join(data_dir, split)
-  files = tfrecord.list_shards(split_dir)
-  offsets = dict(zip(info['shards'], np.cumsum([0] + info['shard_counts'][:-1]).tolist()))
-  keep = np.array([i % num_shards == shard_index and
-                   any(e - s >= seq_len for s, e in v['sequences'])
-                   for i, v in enumerate(info['videos'])], bool)  # [num_records]
-  if not keep.any():
-    longest = max((e - s for v in info['videos'] for s, e in v['sequences']), default=0)
-    raise ValueError(f'no {split} video of {data_dir} (input pipeline {shard_index} of '
-                     f'{num_shards}) has a sub-sequence of seq_len={seq_len} frames; the longest '
-                     f'sub-sequence has {longest}')
-  size = info['image_size']
-  parse = tfrecord.checked_parser(info['features'], skip_bad_records)
-  keep_table = tf.constant(keep)
-  counts = dict(zip(info['shards'], info['shard_counts']))
-
-  def records(file, offset, expected):
-    return tfrecord.counted_records(file, expected, skip_bad_records).map(
-        lambda file, i, record: (file, i, offset + i, record))
-
-  def window(counter, example):
-    key = tf.stack([tf.constant(seed, tf.int64), counter * num_shards + shard_index])
-    frames = subsequence_window(example['frames'], example['sequences'], seq_len, key)
-    frames = tf.ensure_shape(tf.cast(frames, tf.float32) / 255.0, [seq_len, size, size, CHANNELS])
-    return {'frames': frames}
-
-  ds = tf.data.Dataset.from_tensor_slices(
-      ([str(f) for f in files],
-       np.array([offsets[os.path.basename(f)] for f in files], np.int64),
-       np.array([counts[os.path.basename(f)] for f in files], np.int64)))
-  ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-  ds = ds.interleave(records, cycle_length=min(cycle_length, len(files)), block_length=1,
-                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  ds = ds.filter(lambda file, index, global_index, record: tf.gather(keep_table, global_index))
-  ds = ds.map(lambda file, index, global_index, record: (file, index, record))
-  # With skip_bad_records, bytes that are not an Example are dropped too (TensorFlow's log).
-  ds = tfrecord.parse_checked(ds, parse, skip_bad_records)
-  ds = ds.enumerate().map(window, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if shuffle_buffer > 1:
-    ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-  return ds.prefetch(tf.data.AUTOTUNE)
+  return video_shards.train_windows(os.path.join(data_dir, split),
+                                    read_converted_info(data_dir, split), seq_len, seed,
+                                    num_shards, shard_index, shuffle_buffer, cycle_length,
+                                    skip_bad_records)
 
 
 def plan_test_clips(lengths: Dict[str, int], count: int, clip_len: int,
@@ -871,27 +617,10 @@ def test_clips(data_dir: str,
   count = num_clips if max_clips is None else min(int(max_clips), num_clips)
   lengths = {v['name']: v['num_frames'] for v in info['videos']}
   plan = plan_test_clips(lengths, count, clip_len, seed)
-  size = info['image_size']
-  frames = np.zeros((count, clip_len, size, size, CHANNELS), np.uint8)
-  wanted = {}
-  for i, (name, start, *_) in enumerate(plan):
-    wanted.setdefault(name, []).append((i, start))
-  found = set()
-  for example in tfrecord.video_dataset(os.path.join(data_dir, 'test'), shuffle_files=False):
-    name = video_name(example['person'], example['action'], example['scenario'])
-    if name not in wanted:
-      continue
-    video = example['frames'].numpy()  # [T, S, S, 1]
-    if len(video) != lengths[name]:
-      raise ValueError(f'{example["file"].numpy().decode()}: record {int(example["index"])} '
-                       f'({name}) has {len(video)} frames but dataset_info.json says '
-                       f'{lengths[name]}')
-    for i, start in wanted[name]:
-      frames[i] = video[start:start + clip_len]
-    found.add(name)
-  if found != set(wanted):
-    raise ValueError(f'{data_dir}/test: videos {sorted(set(wanted) - found)} are in '
-                     'dataset_info.json but not in the shards')
+  record_of = {v['name']: r for r, v in enumerate(info['videos'])}
+  frames = video_shards.read_clips(os.path.join(data_dir, 'test'), info,
+                                   [(record_of[name], start) for name, start, *_ in plan],
+                                   clip_len)
   return TestClips(frames=frames, videos=tuple(p[0] for p in plan),
                    starts=np.array([p[1] for p in plan], np.int64).reshape(-1),
                    persons=np.array([p[2] for p in plan], np.int32).reshape(-1),

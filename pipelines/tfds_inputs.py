@@ -13,11 +13,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 # Importing tfds_builders also registers its builders with tfds, so tfds.builder finds them by name.
-from pipelines import kth, tfds_builders
+from pipelines import kth, tfds_builders, video_shards, videos
 
 TFDS_NAMES = {"smmnist": tfds_builders.StochasticMovingMnist.name,  # stochastic_moving_mnist
               "kth": tfds_builders.KthActions.name,  # kth_actions
-              "bair": "bair_robot_pushing_small"}  # tfds' own builder
+              "bair": "bair_robot_pushing_small",  # tfds' own builder
+              "videos": tfds_builders.VideoFolder.name}  # video_folder
 SMMNIST_CONFIG_NAMES = {1: "one_digit", 2: "two_digits"}  # by --num_digits
 
 
@@ -26,6 +27,9 @@ def _builder(config, data_dir: Optional[str]):
   name = TFDS_NAMES[config.dataset]
   if config.dataset == "kth":
     name += f"/{config.image_size}x{config.image_size}"
+  elif config.dataset == "videos":
+    name += (f"/{config.image_size}x{config.image_size}_"
+             f"{'grey' if config.channels == 1 else 'rgb'}")
   elif config.dataset == "smmnist":
     if config.num_digits not in SMMNIST_CONFIG_NAMES:
       raise ValueError(f"--num_digits={config.num_digits}: stochastic_moving_mnist has configs "
@@ -37,7 +41,7 @@ def _builder(config, data_dir: Optional[str]):
         f"tensorflow-datasets {name} is not prepared in {builder.data_dir_root}: prepare it once "
         f"(python -c \"import pipelines.tfds_builders, tensorflow_datasets as tfds; "
         f"tfds.builder('{name}', data_dir='{data_dir or ''}').download_and_prepare()\"; KTH needs "
-        "download_config=tfds.download.DownloadConfig(manual_dir=RAW))")
+        "download_config=tfds.download.DownloadConfig(manual_dir=RAW), as video_folder does)")
   return builder
 
 
@@ -49,6 +53,8 @@ def _frames_and_actions(config, example):
   out = {"frames": example["video"]}
   if config.dataset == "kth":
     out["sequences"] = example["sequences"]
+  if config.dataset == "videos":  # windows start anywhere in a clip
+    out["sequences"] = tf.stack([[0, tf.shape(example["video"])[0]]])
   return out
 
 
@@ -58,7 +64,7 @@ def train_input_fn(config, data_dir: Optional[str]):
   builder = _builder(config, data_dir)
   seq_len = config.seq_len
   video_len = {"smmnist": lambda: builder.info.features["video"].shape[0],
-               "bair": lambda: 30, "kth": lambda: None}[config.dataset]()
+               "bair": lambda: 30, "kth": lambda: None, "videos": lambda: None}[config.dataset]()
   if video_len is not None and video_len < seq_len:
     raise ValueError(f"{builder.name} videos have {video_len} frames; training needs "
                      f"n_past + n_future = {seq_len}")
@@ -71,15 +77,15 @@ def train_input_fn(config, data_dir: Optional[str]):
                             read_config=tfds.ReadConfig(shuffle_seed=seed,
                                                         input_context=ctx))
     ds = ds.map(lambda e: _frames_and_actions(config, e), num_parallel_calls=tf.data.AUTOTUNE)
-    if config.dataset == "kth":
+    if config.dataset in ("kth", "videos"):
       ds = ds.filter(lambda e: tf.reduce_any(e["sequences"][:, 1] - e["sequences"][:, 0]
                                              >= seq_len))
     ds = ds.repeat().enumerate()
 
     def window(i, e):
       key = tf.stack([tf.constant(seed, tf.int64), i])
-      if config.dataset == "kth":
-        frames = kth.subsequence_window(e["frames"], e["sequences"], seq_len, key)
+      if config.dataset in ("kth", "videos"):
+        frames = video_shards.subsequence_window(e["frames"], e["sequences"], seq_len, key)
         out = {"frames": frames}
       else:
         start = tf.random.stateless_uniform([], key, 0, tf.shape(e["frames"])[0] - seq_len + 1,
@@ -108,14 +114,23 @@ def test_videos(config, num_frames: int, data_dir: Optional[str],
   """
   builder = _builder(config, data_dir)
   ds = builder.as_dataset(split="test", shuffle_files=False)
+  if config.dataset == "videos":  # the native set's clips: same names, order, plan
+    clips = [e["video"] for e in ds.as_numpy_iterator()]
+    count = videos.TEST_NUM_CLIPS if max_videos is None else min(max_videos,
+                                                                  videos.TEST_NUM_CLIPS)
+    plan = videos.plan_test_clips([len(c) for c in clips], count, num_frames)
+    frames = np.stack([clips[v][start:start + num_frames] for v, start in plan])
+    return {"frames": frames.astype(np.float32) / 255.0,
+            "description": f"tfds {builder.name} test split, {count} seeded clips of "
+                           f"{num_frames} frames (seed {videos.TEST_SEED})"}
   if config.dataset == "kth":
-    videos = {}
+    by_name = {}
     for e in ds.as_numpy_iterator():
-      videos[kth.video_name(int(e["person"]), int(e["action"]), int(e["scenario"]))] = e["video"]
+      by_name[kth.video_name(int(e["person"]), int(e["action"]), int(e["scenario"]))] = e["video"]
     clip_len = max(num_frames, kth.TEST_CLIP_LEN)
     count = kth.TEST_NUM_CLIPS if max_videos is None else min(max_videos, kth.TEST_NUM_CLIPS)
-    plan = kth.plan_test_clips({n: len(v) for n, v in videos.items()}, count, clip_len)
-    frames = np.stack([videos[name][start:start + num_frames] for name, start, *_ in plan])
+    plan = kth.plan_test_clips({n: len(v) for n, v in by_name.items()}, count, clip_len)
+    frames = np.stack([by_name[name][start:start + num_frames] for name, start, *_ in plan])
     return {"frames": frames.astype(np.float32) / 255.0,  # tfds order is irrelevant here
             "description": f"tfds {builder.name} test persons 21-25, {count} seeded clips of "
                            f"{clip_len} frames (seed {kth.TEST_SEED})"}

@@ -18,7 +18,7 @@ from PIL import Image
 import pytest
 
 from pipelines import kth
-from pipelines import tfrecord
+from pipelines import tfrecord, video_shards
 from pipelines.fixtures import kth as fixture
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -222,7 +222,7 @@ def test_convert_reports_skipped_unlisted_and_clipped(converted):
   files = sorted(os.listdir(os.path.join(out, 'test')))
   assert files == sorted(['dataset_info.json'] + [
       f'test-0000{k}-of-00003.tfrecord{suffix}' for k in range(3)
-      for suffix in ('', kth.MANIFEST_SUFFIX)])  # no temporaries
+      for suffix in ('', video_shards.MANIFEST_SUFFIX)])  # no temporaries
 
 
 KILL_SCRIPT = """
@@ -251,7 +251,7 @@ def test_convert_resumes_after_a_kill(converted, raw, tmp_path, monkeypatch):
   test_dir = os.path.join(out, 'test')
   files = sorted(os.listdir(test_dir))
   assert files[:2] == ['test-00000-of-00003.tfrecord',
-                       'test-00000-of-00003.tfrecord' + kth.MANIFEST_SUFFIX]
+                       'test-00000-of-00003.tfrecord' + video_shards.MANIFEST_SUFFIX]
   # The open shard exists only under its temporary name.
   assert len(files) == 3 and files[2].startswith('test-00001-of-00003.tfrecord.tmp-')
   with pytest.raises(kth.NotConvertedError, match='did not finish'):
@@ -293,7 +293,7 @@ def test_convert_resumes_after_a_kill(converted, raw, tmp_path, monkeypatch):
   assert infos['test']['image_size'] == 128 and infos['test']['shard_counts'] == [3, 2]
   assert sorted(os.listdir(test_dir)) == sorted(['dataset_info.json'] + [
       f'test-0000{k}-of-00002.tfrecord{suffix}' for k in range(2)
-      for suffix in ('', kth.MANIFEST_SUFFIX)])
+      for suffix in ('', video_shards.MANIFEST_SUFFIX)])
   assert kth.read_converted_info(out, 'train')['features']['frames']['shape'][1:] == [128, 128, 1]
 
 
