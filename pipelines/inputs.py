@@ -22,6 +22,7 @@ Data sources per dataset (`data_dir`):
   smmnist  none: generated on the fly from MNIST; or `python -m pipelines.smmnist` TFRecords
   bair     the download: a folder holding softmotion30_44k/{train,test}/*.tfrecords
   kth      the TFRecords of `python -m pipelines.kth --data_dir=RAW --out=DIR` (DIR)
+  videos   the TFRecords of `python -m pipelines.videos --src=FOLDER --out=DIR` (DIR)
 With `source="tfds"`, `data_dir` is a tensorflow-datasets data_dir holding the prepared
 `stochastic_moving_mnist`, `kth_actions` or `bair_robot_pushing_small` (read by
 pipelines.tfds_inputs; the first two are built by pipelines.tfds_builders).
@@ -34,7 +35,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from pipelines import bair, kth, mnist_digits, smmnist, tfds_inputs, tfrecord
+from pipelines import bair, kth, mnist_digits, smmnist, tfds_inputs, tfrecord, videos
 # What the front ends catch and report, from the mechanism every TFRecord source shares: the error
 # naming a bad record's file and index, and the one log of the records skip_bad_records dropped.
 from pipelines.tfrecord import CorruptRecordError, skipped_records  # pylint: disable=unused-import
@@ -61,7 +62,9 @@ def _require_data_dir(config, data_dir):
     where = {"bair": "the folder holding softmotion30_44k/ (the extracted "
                      "bair_robot_pushing_dataset_v0.tar)",
              "kth": "the TFRecords folder written by `python -m pipelines.kth --data_dir=RAW "
-                    "--out=DIR`"}[config.dataset]
+                    "--out=DIR`",
+             "videos": "the folder written by `python -m pipelines.videos --src=FOLDER "
+                       "--out=DIR`"}[config.dataset]
     raise ValueError(f"--dataset={config.dataset} needs --data_dir: {where}")
 
 
@@ -70,12 +73,20 @@ def _check_source(source):
     raise ValueError(f"--data_source={source!r}: must be one of {', '.join(SOURCES)}")
 
 
-def _check_kth_size(config, data_dir):
-  size = kth.read_converted_info(data_dir, "train")["image_size"]
+CONVERTED = {"kth": kth, "videos": videos}  # datasets converted once into video_shards folders
+
+
+def _check_converted_shape(config, data_dir):
+  """KTH and video folders: the converted frames must have the model's size and channels."""
+  info = CONVERTED[config.dataset].read_converted_info(data_dir, "train")
+  size, channels = info["image_size"], info["channels"]
   if size != config.image_size:
-    raise ValueError(f"--data_dir={data_dir} holds KTH frames of {size}x{size}; the model is "
+    raise ValueError(f"--data_dir={data_dir} holds frames of {size}x{size}; the model is "
                      f"--image_size={config.image_size} (convert again with --image_size="
                      f"{config.image_size}, or train with --image_size={size})")
+  if channels != config.channels:
+    raise ValueError(f"--data_dir={data_dir} holds frames of {channels} channel(s); the model has "
+                     f"{config.channels}")
 
 
 def _stream_seed(config, start_index: int) -> int:
@@ -121,12 +132,12 @@ def train_input_fn(config, data_dir: Optional[str] = None, mnist_path: Optional[
                                 num_shards=ctx.num_input_pipelines,
                                 shard_index=ctx.input_pipeline_id)
   else:
-    _check_kth_size(config, data_dir)
+    _check_converted_shape(config, data_dir)
 
     def make(ctx, seed):
-      return kth.train_dataset(data_dir, seq_len, seed, num_shards=ctx.num_input_pipelines,
-                               shard_index=ctx.input_pipeline_id,
-                               skip_bad_records=skip_bad_records)
+      return CONVERTED[config.dataset].train_dataset(
+          data_dir, seq_len, seed, num_shards=ctx.num_input_pipelines,
+          shard_index=ctx.input_pipeline_id, skip_bad_records=skip_bad_records)
 
   def input_fn(ctx: tf.distribute.InputContext, start_index: int) -> tf.data.Dataset:
     batch = ctx.get_per_replica_batch_size(config.batch_size)
@@ -195,7 +206,7 @@ def _train_records_check(config, data_dir, source) -> Optional[Callable[[], Any]
   if config.dataset == "bair":
     return lambda: bair.check_records(bair.split_files(data_dir, "train"),
                                       cameras=(config.bair_camera,))
-  if config.dataset == "kth":
+  if config.dataset in CONVERTED:
     return lambda: tfrecord.check_dataset(os.path.join(data_dir, "train"))
   return lambda: tfrecord.check_dataset(data_dir)
 
@@ -214,6 +225,8 @@ def preview_videos(config, count: int, data_dir: Optional[str] = None,
         for i in range(count)]))
   if config.dataset == "bair":
     length = min(length, 30)
+  if config.dataset == "videos":
+    length = config.seq_len  # people's clips may be no longer than training needs
   return test_videos(config, length, data_dir, max_videos=count, mnist_path=mnist_path,
                      skip_bad_records=skip_bad_records, source=source)
 
@@ -229,6 +242,7 @@ def test_videos(config, num_frames: int, data_dir: Optional[str] = None,
     i < num_videos), positions and wall hits included.
   BAIR: the test split's trajectories in file order (256 in the download), with their actions.
   KTH: SRVP-style seeded clips of the test persons (1000 clips of 40 frames, seed 42).
+  videos: seeded clips of the test videos (256 of num_frames frames, seed 42).
   """
   _check_source(source)
   if source == "tfds":
@@ -243,9 +257,16 @@ def test_videos(config, num_frames: int, data_dir: Optional[str] = None,
                                        skip_bad_records=skip_bad_records)
     return TestVideos(frames, actions=actions,
                       description=f"BAIR test split, file order, camera {config.bair_camera}")
+  if config.dataset == "videos":
+    _require_data_dir(config, data_dir)
+    _check_converted_shape(config, data_dir)
+    clips = videos.test_clips(data_dir, num_frames, max_clips=max_videos)
+    return TestVideos(clips.frames.astype(np.float32) / 255.0,
+                      description=f"the test videos of {data_dir}, {len(clips.frames)} seeded "
+                                  f"clips of {num_frames} frames (seed {videos.TEST_SEED})")
   if config.dataset == "kth":
     _require_data_dir(config, data_dir)
-    _check_kth_size(config, data_dir)
+    _check_converted_shape(config, data_dir)
     clip_len = max(num_frames, kth.TEST_CLIP_LEN)
     clips = kth.test_clips(data_dir, clip_len=clip_len, max_clips=max_videos)
     return TestVideos(clips.frames[:, :num_frames].astype(np.float32) / 255.0,

@@ -1,4 +1,4 @@
-"""tensorflow-datasets builders for SM-MNIST and KTH.
+"""tensorflow-datasets builders for SM-MNIST, KTH and any folder of videos.
 
     import pipelines.tfds_builders  # registers the builders below with tfds
     import tensorflow_datasets as tfds
@@ -12,6 +12,9 @@ sequence (seed, i) of that split's fixed seed, from that split's MNIST digits), 
 reuses `pipelines.kth`'s file discovery, `00sequences.txt` parser and ffmpeg decoder: one home for
 each, so a tfds user and a `python -m pipelines.kth` user see the same frames.
 
+`video_folder` reads every clip under its `manual_dir` with `pipelines.videos`' discovery, stable
+split and `svg_tf.video_files` reader, so it holds the frames of `python -m pipelines.videos`.
+
 `train.py --data_source=tfds --data_dir=TFDS_DATA_DIR` trains from the prepared datasets (and tfds'
 own `bair_robot_pushing_small`) through `pipelines.tfds_inputs`.
 """
@@ -23,7 +26,8 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from pipelines import kth, mnist_digits, smmnist
+from pipelines import kth, mnist_digits, smmnist, videos
+from svg_tf import video_files
 
 # ---------------------------------------------------------------------------------------------
 # Stochastic Moving MNIST.
@@ -204,3 +208,74 @@ CITATION_KTH = """@inproceedings{schuldt2004recognizing,
   booktitle={International Conference on Pattern Recognition},
   year={2004}
 }"""
+
+
+# ---------------------------------------------------------------------------------------------
+# A folder of people's videos.
+
+
+@dataclasses.dataclass(eq=False)
+class VideoFolderConfig(tfds.core.BuilderConfig):
+  """How clips become frames, and the split (as `python -m pipelines.videos`' flags)."""
+  image_size: int = 64
+  channels: int = 3
+  crop: str = "center"
+  test_fraction: float = 0.1
+  seed: int = 0
+  min_frames: int = videos.DEFAULT_MIN_FRAMES
+
+
+class VideoFolder(tfds.core.GeneratorBasedBuilder):
+  """Every clip under `manual_dir` (video files, GIFs, .npy/.npz, folders of frames), one example
+  each: the whole clip cropped, resized and coloured as `svg_tf.video_files.read_clip` does, and
+  its relative path. The split is `pipelines.videos`' stable hash of that path; clips that cannot
+  be read or are shorter than min_frames are skipped, named in one warning per split.
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  BUILDER_CONFIGS = [
+      VideoFolderConfig(name=f"{size}x{size}_{name}", image_size=size, channels=channels,
+                        description=f"{size}x{size} {name} frames, centre-cropped")
+      for size in videos.IMAGE_SIZES for name, channels in (("rgb", 3), ("grey", 1))]
+  DEFAULT_CONFIG_NAME = "64x64_rgb"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+  Put your clips under `manual_dir`, at any depth: video files (.mp4 .avi .mov .mkv .webm),
+  GIFs, .npy/.npz arrays, or folders of PNG/JPEG frames. Pass it with
+  tfds.download.DownloadConfig(manual_dir=...).
+  """
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    c = self.builder_config
+    return self.dataset_info_from_configs(
+        description=self.__doc__,
+        features=tfds.features.FeaturesDict({
+            "video": tfds.features.Video(shape=(None, c.image_size, c.image_size, c.channels)),
+            "name": tfds.features.Text(doc="the clip's path relative to manual_dir"),
+        }),
+        disable_shuffling=True,  # examples in name order, as in pipelines.videos' shards
+    )
+
+  def _split_generators(self, dl_manager):
+    c = self.builder_config
+    paths = videos.find_clips(os.fspath(dl_manager.manual_dir))
+    splits = videos.split_clips(list(paths), c.seed, c.test_fraction, None)
+    return {split: self._generate_examples(split, splits[split], paths) for split in videos.SPLITS}
+
+  def _generate_examples(self, split, names, paths):
+    c = self.builder_config
+    skipped = []
+    for name in names:
+      try:
+        clip = video_files.read_clip(paths[name], c.image_size, c.channels, c.crop)
+      except ValueError as err:
+        skipped.append(f"  {name}: cannot be decoded: {err}")
+        continue
+      if len(clip.frames) < c.min_frames:
+        skipped.append(f"  {name}: {len(clip.frames)} frames, fewer than min_frames="
+                       f"{c.min_frames}")
+        continue
+      yield name, {"video": clip.frames, "name": name}
+    if skipped:
+      logging.warning("video_folder | %s | skipped %d clips:\n%s", split, len(skipped),
+                      "\n".join(skipped))

@@ -138,6 +138,10 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                  beta=1e-4, lr=2e-3),
     "kth": dict(arch="vgg", channels=1, g_dim=128, z_dim=24, n_past=10, n_future=10,
                 beta=1e-6, lr=8e-4),
+    # People's own videos (pipelines/videos.py): VGG-64 with KTH's hyperparameters; train.py
+    # takes the channels (and by default the size) from the converted data.
+    "videos": dict(arch="vgg", channels=3, g_dim=128, z_dim=24, n_past=10, n_future=10,
+                   beta=1e-6, lr=8e-4),
 }
 
 

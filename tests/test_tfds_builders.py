@@ -16,9 +16,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pipelines import bair, inputs, kth, mnist_digits, smmnist, tfds_builders, tfds_inputs
+from pipelines import (bair, inputs, kth, mnist_digits, smmnist, tfds_builders, tfds_inputs,
+                       videos)
 from pipelines.fixtures import bair as bair_fixture
 from pipelines.fixtures import kth as kth_fixture
+from pipelines.fixtures import videos as videos_fixture
 from svg_tf import config as config_lib
 
 TINY_SMMNIST = tfds_builders.SmmnistConfig(name="tiny", seq_len=6, num_train=5, num_test=3,
@@ -162,3 +164,42 @@ def test_bair_through_tfds_own_builder_gives_the_native_frames(tmp_path):
   assert sorted(order) == [0, 1, 2]
   np.testing.assert_array_equal(through_tfds.frames, native_frames[order])
   np.testing.assert_array_equal(through_tfds.actions, native_actions[order])
+
+
+class VideoFolderTest(tfds.testing.DatasetBuilderTestCase):
+  DATASET_CLASS = tfds_builders.VideoFolder
+  BUILDER_CONFIG_NAMES_TO_TEST = ["64x64_grey"]
+  SPLITS = {"train": 3, "test": 1}  # of 5 clips: one too short; the hash puts clip_30 in test
+  EXAMPLE_DIR = None  # written in setUpClass: the manual_dir with the clips
+
+  @classmethod
+  def setUpClass(cls):
+    cls.EXAMPLE_DIR = _video_folder()
+    super().setUpClass()
+
+
+def _video_folder():
+  root = tempfile.mkdtemp(prefix="video_folder_manual_")
+  for i in (28, 29, 30, 31):
+    videos_fixture.write_video(f"{root}/clip_{i}.mp4",
+                               videos_fixture.moving_shapes(22, 40, 56, seed=i), fps=10)
+  videos_fixture.write_video(f"{root}/short.mp4", videos_fixture.moving_shapes(3, 32, 32))
+  return root
+
+
+def test_video_folder_through_tfds_equals_the_native_conversion(tmp_path):
+  root = _video_folder()
+  assert videos.split_clips(sorted(videos.find_clips(root)), 0, 0.1, None)["test"] == [
+      "clip_30.mp4"]  # what VideoFolderTest's split sizes rely on
+  tfds_dir = str(tmp_path / "tfds")
+  builder = tfds.builder("video_folder/64x64_rgb", data_dir=tfds_dir)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
+  converted = str(tmp_path / "converted")
+  videos.convert(root, converted, workers=1)
+  config = config_lib.preset("videos", n_past=2, n_future=3, batch_size=2)
+  through_tfds = inputs.test_videos(config, 5, tfds_dir, max_videos=4, source="tfds")
+  native = inputs.test_videos(config, 5, converted, max_videos=4)
+  np.testing.assert_array_equal(through_tfds.frames, native.frames)
+  batch = next(iter(tfds_inputs.train_input_fn(config, tfds_dir)(
+      tf.distribute.InputContext(), 0))).numpy()
+  assert batch.shape == (2, 5, 64, 64, 3)
