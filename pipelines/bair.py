@@ -473,8 +473,10 @@ def check_files(files: Sequence[str],
         index += 1
         total += 1
         if total % progress_every == 0:
-          logging.info('check | %d records | file %d of %d | %d bad | %.0f records/s', total,
-                       number + 1, len(files), len(bad), total / max(time.time() - start, 1e-9))
+          elapsed = max(time.time() - start, 1e-9)
+          eta = f'{elapsed / number * (len(files) - number):.0f}s' if number else 'after a file'
+          logging.info('check | %d records | file %d of %d | %d bad | %.0f records/s | ETA %s',
+                       total, number + 1, len(files), len(bad), total / elapsed, eta)
     except tf.errors.OpError as e:
       detail = e.message.strip().splitlines()[0] if e.message else type(e).__name__
       bad.append((file, index, f'cannot be read, nor any record after it (truncated or '

@@ -214,8 +214,10 @@ def write_shards(out_dir: str,
           writer.write(serialized)
           written += 1
           if written % progress_every == 0 and written < num_examples:
-            logging.info('write | shard %d/%d | %d/%d examples | %.1f examples/s', k + 1, num_shards,
-                         written, num_examples, written / max(time.time() - start, 1e-9))
+            rate = written / max(time.time() - start, 1e-9)
+            logging.info('write | shard %d/%d | %d/%d examples | %.1f examples/s | ETA %.0fs',
+                         k + 1, num_shards, written, num_examples, rate,
+                         (num_examples - written) / rate)
       tf.io.gfile.rename(tmp, path, overwrite=True)
     finally:
       if tf.io.gfile.exists(tmp):

@@ -27,15 +27,18 @@ flags.DEFINE_string("out", None, "Output folder")
 flags.DEFINE_string("data_dir", None, "smmnist: test TFRecords of `python -m pipelines.smmnist "
                     "--split=test --seed=42 ...` (default: the same seeded set generated here); "
                     "bair: the folder holding softmotion30_44k/ (its 256 test videos); kth: the "
-                    "TFRecords of `python -m pipelines.kth` (1000 seeded test clips); "
+                    "TFRecords of `python -m pipelines.kth` (1000 seeded test clips); videos: "
+                    "the TFRecords of `python -m pipelines.videos` (256 seeded test clips); "
                     "--data_source=tfds: a tensorflow-datasets data_dir")
 flags.DEFINE_enum("data_source", "native", ["native", "tfds"], "native files or prepared "
                   "tensorflow-datasets (see train.py)")
 flags.DEFINE_bool("skip_bad_records", False, "BAIR: skip and count bad records instead of failing")
 flags.DEFINE_integer("num_samples", 100, "Futures drawn per test video (1 for the deterministic model)")
 flags.DEFINE_integer("max_videos", None, "Score only the first K test videos")
-flags.DEFINE_integer("n_past", None, "Context frames (default per dataset: smmnist 5, kth 10, bair 2)")
-flags.DEFINE_integer("n_future", None, "Predicted frames (default: smmnist 20, kth 30, bair 28)")
+flags.DEFINE_integer("n_past", None, "Context frames (default per dataset: smmnist 5, kth 10, "
+                     "bair 2; videos: the run's)")
+flags.DEFINE_integer("n_future", None, "Predicted frames (default: smmnist 20, kth 30, bair 28; "
+                     "videos: the run's)")
 flags.DEFINE_enum("ssim", "tf", ["tf", "reference"], "tf: tf.image.ssim only; reference: also the "
                   "reference's SSIM (7x7 uniform window, data_range 2), reported as ssim_reference")
 flags.DEFINE_enum("generation_bn", None, ["moving", "batch"], "BatchNorm statistics when sampling "
@@ -79,7 +82,7 @@ def main(argv):
     label = os.path.basename(os.path.normpath(model_dir))
     run = checkpoints.restore_run(model_dir, strategy)
     config = run.model.config
-    default_past, default_future = HORIZONS[config.dataset]
+    default_past, default_future = HORIZONS.get(config.dataset, (config.n_past, config.n_future))
     n_past, n_future = FLAGS.n_past or default_past, FLAGS.n_future or default_future
     videos = inputs.test_videos(config, n_past + n_future, FLAGS.data_dir, FLAGS.max_videos,
                                 FLAGS.mnist_path, skip_bad_records=FLAGS.skip_bad_records,
@@ -105,5 +108,10 @@ def main(argv):
   print(f"results in {os.path.abspath(FLAGS.out)}")
 
 
-if __name__ == "__main__":
+def run():
+  """The `svg-evaluate` console command."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

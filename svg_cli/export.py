@@ -38,5 +38,10 @@ def main(argv):
   print(f"exported {path}")
 
 
-if __name__ == "__main__":
+def run():
+  """The `svg-export` console command."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -2,6 +2,7 @@
 
   python train.py --dataset=smmnist --model=lp                 # the reference's SM-MNIST run
   python train.py --dataset=smmnist --model=lp --dry_run       # parameter counts per module
+  python train.py --dataset=videos --data_dir=DIR              # your videos (pipelines/videos.py)
   python train.py --dataset=smmnist --cpu_replicas=2 ...       # MirroredStrategy on 2 CPU devices
   TF_CONFIG=... python train.py --strategy=multi_worker ...     # one process per machine
 
@@ -63,10 +64,11 @@ flags.DEFINE_string("model_dir", None, "Run directory (default: runs/<dataset>_<
 flags.DEFINE_string("data_dir", None, "smmnist: TFRecords of `python -m pipelines.smmnist` "
                     "(default: generated on the fly); bair: the folder holding softmotion30_44k/; "
                     "kth: the TFRecords of `python -m pipelines.kth --data_dir=RAW --out=DIR`; "
-                    "--data_source=tfds: a tensorflow-datasets data_dir")
+                    "videos (your own): the TFRecords of `python -m pipelines.videos "
+                    "--src=FOLDER --out=DIR`; --data_source=tfds: a tensorflow-datasets data_dir")
 flags.DEFINE_enum("data_source", "native", ["native", "tfds"], "native: the files above; tfds: "
                   "prepared tensorflow-datasets (stochastic_moving_mnist, kth_actions, "
-                  "bair_robot_pushing_small) in --data_dir")
+                  "bair_robot_pushing_small, video_folder) in --data_dir")
 flags.DEFINE_enum("bair_camera", None, ["aux1", "main"], "BAIR: camera image_aux1 (every paper's, "
                   "default) or image_main")
 flags.DEFINE_bool("use_actions", False, "BAIR: condition the frame predictor on the robot's action "
@@ -124,6 +126,13 @@ def config_from_flags() -> config_lib.SVGConfig:
         raise ValueError(f"--{name} applies to --dataset=bair only")
   if FLAGS.use_actions:
     values["action_dim"] = 4  # BAIR: the commanded end-effector motion, 4 floats per step
+  if FLAGS.dataset == "videos" and FLAGS.data_dir and FLAGS.data_source == "native":
+    # People's videos: the model takes the converted frames' channels (and size, by default).
+    from pipelines import videos  # pylint: disable=g-import-not-at-top  (starts TensorFlow)
+    info = videos.read_converted_info(FLAGS.data_dir, "train")
+    values["channels"] = info["channels"]
+    if values.get("image_size") is None:
+      values["image_size"] = info["image_size"]
   return config_lib.preset(FLAGS.dataset, model=FLAGS.model, **values)
 
 
@@ -136,7 +145,7 @@ def main(argv):
         log_every=FLAGS.log_every, summary_every=FLAGS.summary_every,
         image_every=FLAGS.image_every, checkpoint_every=FLAGS.checkpoint_every,
         max_bad_steps=FLAGS.max_bad_steps)
-  except ValueError as err:
+  except (ValueError, FileNotFoundError) as err:  # FileNotFoundError: --data_dir not converted
     raise app.UsageError(str(err))
 
   # TensorFlow starts here, once the flags are known to be good (--cpu_replicas needs that).
@@ -211,5 +220,10 @@ def _log_skipped_records(counts):
     logging.info("no bad records met")
 
 
-if __name__ == "__main__":
+def run():
+  """The `svg-train` console command."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

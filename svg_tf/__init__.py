@@ -14,6 +14,7 @@ training `strategies`, `trainer` (one distributed step), `checkpoints`, `run_dir
 data enters through the front ends (train.py, evaluate.py).
 """
 
+__version__ = "0.2.0"
 __all__ = ["load", "Predictor"]
 
 

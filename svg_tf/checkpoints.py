@@ -163,14 +163,19 @@ class RestoredRun(NamedTuple):
   checkpoint: str  # its path prefix
 
 
-def restore_run(model_dir: str, strategy: Optional[tf.distribute.Strategy] = None) -> RestoredRun:
+def restore_run(model_dir: str, strategy: Optional[tf.distribute.Strategy] = None,
+                precision: Optional[str] = None) -> RestoredRun:
   """The model of a train.py run directory at its newest checkpoint (evaluation, export, load).
 
-  The model is built under `strategy` (default: the current one) from config.json. Raises
-  FileNotFoundError naming model_dir when it has no config.json or no checkpoint, and
-  IncompleteCheckpointError when the checkpoint lacks some of the model's variables.
+  The model is built under `strategy` (default: the current one) from config.json, in its
+  precision or `precision` ("float32" or "mixed_bfloat16": the variables are float32 in both, so
+  any checkpoint restores into either). Raises FileNotFoundError naming model_dir when it has no
+  config.json or no checkpoint, and IncompleteCheckpointError when the checkpoint lacks some of
+  the model's variables.
   """
   config = run_dir.read_config(model_dir)
+  if precision is not None:
+    config = config.replace(precision=precision)
   path = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_FOLDER))
   if path is None:
     raise FileNotFoundError(f"{model_dir}: no checkpoint in {model_dir}/{CHECKPOINT_FOLDER}")

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from svg_tf import figures, media, metrics
+from svg_tf import figures, media, metrics, previews
 from svg_tf.config import SVGConfig
 from svg_tf.model import SVG, mean_prior_std
 
@@ -329,8 +329,39 @@ def evaluate(model: SVG, videos, out_dir: str, n_past: int, n_future: int, check
         model, videos, digit_images, scores, n_past, n_future, bn_mode, out_dir, curves)
     write_json(os.path.join(out_dir, "metrics.json"), result)
   write_npz(os.path.join(out_dir, "per_video_curves.npz"), curves)
+  write_summaries(out_dir, result, checkpoint_step, {
+      "ground_truth": videos.frames[:kept, :length],
+      "reconstruction": np.concatenate([videos.frames[:kept, :n_past], reconstructions], axis=1),
+      "samples": np.concatenate([np.repeat(videos.frames[:kept, None, :n_past],
+                                           scores.kept_samples.shape[1], axis=1),
+                                 scores.kept_samples], axis=2)})
   logging.info("wrote %s", out_dir)
   return result
+
+
+def write_summaries(out_dir: str, result: Dict, checkpoint_step: int,
+                    panels: Dict[str, np.ndarray]):
+  """TensorBoard event files in out_dir, so an evaluation shows beside its training run:
+
+    eval/<metric>, eval/<metric>_ci95            the best sample's mean, at the checkpoint's step
+    eval/mean_over_samples/<metric>              one random draw's mean, at the checkpoint's step
+    eval/<metric>_per_frame                      the per-frame curve, step = frame number (1-based)
+    eval/samples                                 ground truth, posterior reconstruction, samples
+  """
+  metric_names = [k for k in ("ssim", "psnr", "ssim_reference", "lpips") if "mean" in
+                  result.get(k, {})]
+  first_frame = result["n_past"] + 1
+  with tf.summary.create_file_writer(out_dir).as_default():
+    for name in metric_names:
+      tf.summary.scalar(f"eval/{name}", result[name]["mean"], step=checkpoint_step)
+      tf.summary.scalar(f"eval/{name}_ci95", result[name]["ci95"], step=checkpoint_step)
+      tf.summary.scalar(f"eval/mean_over_samples/{name}",
+                        result["mean_over_samples"][name]["mean"], step=checkpoint_step)
+      for t, value in enumerate(result[name]["per_frame_mean"]):
+        tf.summary.scalar(f"eval/{name}_per_frame", value, step=first_frame + t)
+    if len(panels["ground_truth"]):
+      tf.summary.image("eval/samples", previews.timeline_image(panels, result["n_past"])[None],
+                       step=checkpoint_step)
 
 
 def _wall_hit_figures(model, videos, digit_images, scores, n_past, n_future, bn_mode, out_dir,

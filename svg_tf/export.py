@@ -61,9 +61,11 @@ the server keeps serving. Wrong dtypes are refused by TF Serving itself (INVALID
 import dataclasses
 import json
 import os
+import time
 import uuid
 from typing import Callable, Dict, List, Optional, Tuple
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -183,8 +185,13 @@ class ServingFunctions:
                   frames)
 
   # -------------------------------------------------------------------------------- signatures
-  def sample(self, context, num_future, num_samples, seed, actions=None) -> Dict[str, tf.Tensor]:
-    """serving_default: {"frames": (batch, num_samples, num_future, H, W, C)}."""
+  def sample(self, context, num_future, num_samples, seed, actions=None,
+             first_sample=0) -> Dict[str, tf.Tensor]:
+    """serving_default: {"frames": (batch, num_samples, num_future, H, W, C)}.
+
+    first_sample (in process only; the SavedModel's signature draws from sample 0): the samples
+    first_sample.. of the same seed, so a long request can be cut into parts.
+    """
     context, num_future, actions, batch = self._request(context, num_future, actions)
     num_samples = _one_value(tf.convert_to_tensor(num_samples, tf.int32), "num_samples", batch)
     seed = _one_value(tf.convert_to_tensor(seed, tf.int32), "seed", batch)
@@ -198,7 +205,8 @@ class ServingFunctions:
     fresh = tf.raw_ops.RandomUniformInt(shape=tf.constant([], tf.int32), minval=0,
                                         maxval=tf.int32.max, seed=0, seed2=0)
     seed = tf.where(seed < 0, fresh, seed)
-    out = self.model.sample(context, num_future, num_samples, seed, actions, bn_mode="moving")
+    out = self.model.sample(context, num_future, num_samples, seed, actions, bn_mode="moving",
+                            first_sample=first_sample)
     return {"frames": out.frames}
 
   def _mean_future(self, context, num_future, actions):
@@ -343,8 +351,13 @@ def export_saved_model(model: SVG, export_dir: str, model_name: str = "svg",
     refuse()
   tf.io.gfile.makedirs(root)
   tmp = os.path.join(root, f".tmp-{uuid.uuid4().hex}")  # not an integer: TF Serving ignores it
+  started = time.perf_counter()
+  logging.info("export | 1/2 | tracing the signatures %s and writing the SavedModel (the long "
+               "step: about a minute for a full-size model on 2 CPU cores)", ", ".join(SIGNATURES))
   try:
     build_archive(model, limits).write_out(tmp, verbose=False)
+    logging.info("export | 2/2 | SavedModel written in %.0fs; warm-up requests and "
+                 "svg_export.json", time.perf_counter() - started)
     extra = os.path.join(tmp, "assets.extra")
     tf.io.gfile.makedirs(extra)
     with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
@@ -359,6 +372,7 @@ def export_saved_model(model: SVG, export_dir: str, model_name: str = "svg",
   finally:
     if tf.io.gfile.exists(tmp):
       tf.io.gfile.rmtree(tmp)
+  logging.info("export | done in %.0fs | %s", time.perf_counter() - started, final)
   return final
 
 

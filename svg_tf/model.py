@@ -205,7 +205,7 @@ class SVG(keras.Model):
 
   # ------------------------------------------------------------------------------------- sampling
   def sample(self, context, n_future, num_samples=1, seed=0, actions=None,
-             bn_mode: Optional[str] = None) -> "Generation":
+             bn_mode: Optional[str] = None, first_sample=0) -> "Generation":
     """`num_samples` futures of every video: the one sampling path of svg_tf.
 
     Previews, the evaluation, the SavedModel and `svg_tf.load`'s Predictor all come here (the
@@ -219,6 +219,8 @@ class SVG(keras.Model):
       n_future, num_samples: ints or scalar int32 tensors, >= 1.
       seed: int32 scalar in [0, MAX_SEED].
       actions: action-conditioned models: (batch, >= n_past + n_future - 1, action_dim).
+      first_sample: draw samples first_sample .. first_sample + num_samples - 1 (the same frames
+        as in one call for all of them: long requests can report progress between parts).
     Returns:
       Generation(frames (batch, num_samples, n_future, H, W, C),
                  prior_std (batch, num_samples, n_future, z_dim)).
@@ -229,7 +231,7 @@ class SVG(keras.Model):
       out = self.predict_future(context, n_future, None, bn_mode, actions)
       return Generation(*[tf.repeat(x[:, None], num_samples, axis=1) for x in out])
     rows = tf.repeat(context, num_samples, axis=0)  # video-major: row v * num_samples + s
-    sample_index = tf.tile(tf.range(num_samples), [batch])
+    sample_index = tf.tile(tf.range(first_sample, first_sample + num_samples), [batch])
     row_actions = None if actions is None else tf.repeat(
         tf.convert_to_tensor(actions, tf.float32), num_samples, axis=0)
     out = self.sample_rows(rows, n_future, sample_index, seed, row_actions, bn_mode)

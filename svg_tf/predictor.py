@@ -41,19 +41,33 @@ class Predictor:
   """
 
   def __init__(self, config: SVGConfig, signatures: Dict[str, Callable[..., Dict]], source: str,
-               max_frames_per_call: int):
+               max_frames_per_call: int, sample_part: Optional[Callable[..., Dict]] = None):
     self.config = config
     self.source = source
     self._signatures = signatures
     self._max_frames = max_frames_per_call
+    # In process, sampling can be cut into parts of samples (first_sample..): progress and memory.
+    self._sample_part = sample_part
 
   @classmethod
   def from_model(cls, model: SVG, source: str = "in-process model") -> "Predictor":
     """A Predictor over an SVG model of this process (e.g. one being trained)."""
     functions = export.ServingFunctions(model, IN_PROCESS_LIMITS)
+    endpoints = functions.endpoints()
     signatures = {name: tf.function(fn, input_signature=specs)
-                  for name, (fn, specs) in functions.endpoints().items()}
-    return cls(model.config, signatures, source, FRAMES_PER_CALL)
+                  for name, (fn, specs) in endpoints.items()}
+    spec = lambda name, dtype=tf.float32: tf.TensorSpec(None, dtype, name=name)
+    ints = [spec(n, tf.int32) for n in ("num_future", "num_samples", "seed", "first_sample")]
+    if model.config.action_dim:
+      def part(context, num_future, num_samples, seed, first_sample, actions):
+        return functions.sample(context, num_future, num_samples, seed, actions, first_sample)
+      specs = [spec("context")] + ints + [spec("actions")]
+    else:
+      def part(context, num_future, num_samples, seed, first_sample):
+        return functions.sample(context, num_future, num_samples, seed, None, first_sample)
+      specs = [spec("context")] + ints
+    return cls(model.config, signatures, source, FRAMES_PER_CALL,
+               tf.function(part, input_signature=specs))
 
   def __repr__(self):
     c = self.config
@@ -62,7 +76,7 @@ class Predictor:
 
   # ---------------------------------------------------------------------------------- requests
   def sample(self, context, num_future: int, num_samples: int = 1, seed: Optional[int] = None,
-             actions=None) -> np.ndarray:
+             actions=None, progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
     """`num_samples` futures of every context video.
 
     Args:
@@ -73,6 +87,8 @@ class Predictor:
         num_samples, the other videos or the batch size.
       seed: an int in [0, 2**31 - 1]; None draws a random one.
       actions: action-conditioned models only: [batch, >= n_context + num_future - 1, action_dim].
+      progress: called as progress(frames generated, frames asked for) after each part of the
+        work (in process: parts of about a tenth of the samples; an export: groups of videos).
     Returns:
       float32 [batch, num_samples, num_future, H, W, C] in [0, 1]; the deterministic model
       returns num_samples copies of its one prediction.
@@ -80,9 +96,37 @@ class Predictor:
     num_future = _count(num_future, "num_future")
     num_samples = _count(num_samples, "num_samples")
     seed = int(np.random.default_rng().integers(0, MAX_SEED + 1)) if seed is None else _seed(seed)
-    return self._run("serving_default", context, actions, num_samples * num_future,
-                     dict(num_future=np.int32(num_future), num_samples=np.int32(num_samples),
-                          seed=np.int32(seed)))["frames"]
+    context, actions = self._inputs(context, actions)
+    batch, done = context.shape[0], 0
+    total = batch * num_samples * num_future
+    out = []
+    for videos in _groups(batch, max(1, self._max_frames // (num_samples * num_future))):
+      group = len(range(batch)[videos])
+      inputs = dict(context=context[videos], num_future=np.int32(num_future),
+                    seed=np.int32(seed))
+      if actions is not None:
+        inputs["actions"] = actions[videos]
+      if self._sample_part is None:  # an export: its signature draws every sample at once
+        parts = [(0, num_samples)]
+      else:
+        size = min(num_samples, max(1, self._max_frames // (group * num_future)))
+        if progress is not None:
+          size = min(size, -(-num_samples // 10))
+        parts = [(first, min(size, num_samples - first)) for first in range(0, num_samples, size)]
+      frames = []
+      for first, count in parts:
+        if self._sample_part is None:
+          result = self._call(self._signatures["serving_default"], inputs,
+                              num_samples=np.int32(count))
+        else:
+          result = self._call(self._sample_part, inputs, num_samples=np.int32(count),
+                              first_sample=np.int32(first))
+        frames.append(result["frames"])
+        done += group * count * num_future
+        if progress is not None:
+          progress(done, total)
+      out.append(np.concatenate(frames, axis=1))
+    return np.concatenate(out)
 
   def mean_future(self, context, num_future: int, actions=None) -> np.ndarray:
     """The future with every latent at its distribution's mean: [batch, num_future, H, W, C]."""
@@ -99,9 +143,8 @@ class Predictor:
                     dict(num_future=np.int32(num_future)))
     return out["prior_std_per_dim" if per_dim else "prior_std"]
 
-  def _run(self, signature: str, context, actions, frames_per_video: int,
-           scalars: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """Calls `signature` on groups of whole videos; concatenates the outputs over videos."""
+  def _inputs(self, context, actions):
+    """(context float32 [batch, n, H, W, C], actions float32 or None), checked."""
     context = _frames(context)
     if self.config.action_dim and actions is None:
       raise ValueError(f"this model is action-conditioned (action_dim={self.config.action_dim}): "
@@ -113,23 +156,36 @@ class Predictor:
       if actions.ndim < 1 or actions.shape[0] != context.shape[0]:
         raise ValueError(f"actions must be [batch, time, {self.config.action_dim}] with the "
                          f"context's batch {context.shape[0]}; got shape {actions.shape}")
+    return context, actions
+
+  @staticmethod
+  def _call(function, inputs, **more) -> Dict[str, np.ndarray]:
+    try:
+      return {k: v.numpy() for k, v in function(**inputs, **more).items()}
+    except tf.errors.InvalidArgumentError as err:
+      raise ValueError(_request_error(err)) from None
+
+  def _run(self, signature: str, context, actions, frames_per_video: int,
+           scalars: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Calls `signature` on groups of whole videos; concatenates the outputs over videos."""
+    context, actions = self._inputs(context, actions)
     outputs = []
     for videos in _groups(context.shape[0], max(1, self._max_frames // frames_per_video)):
       inputs = dict(scalars, context=context[videos])
       if actions is not None:
         inputs["actions"] = actions[videos]
-      try:
-        outputs.append({k: v.numpy() for k, v in self._signatures[signature](**inputs).items()})
-      except tf.errors.InvalidArgumentError as err:
-        raise ValueError(_request_error(err)) from None
+      outputs.append(self._call(self._signatures[signature], inputs))
     return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
 
 # --------------------------------------------------------------------------------------- loading
-def load(path) -> Predictor:
+def load(path, precision: Optional[str] = None) -> Predictor:
   """A Predictor for a train.py run directory (its newest checkpoint), an export's version folder
   (EXPORT_DIR/NAME/3) or an export's model folder (EXPORT_DIR/NAME: its newest version).
 
+  precision: run directories only: "float32" or "mixed_bfloat16" (faster on CPUs with bfloat16
+  units; the weights stay float32) instead of the precision the run was trained in. An export
+  runs in the precision it was exported in.
   Raises FileNotFoundError or ValueError naming `path` when it is none of these.
   """
   path = os.fspath(path)
@@ -137,8 +193,11 @@ def load(path) -> Predictor:
     raise FileNotFoundError(f"{path}: no such folder (expected a train.py run directory or an "
                             "export)")
   if tf.io.gfile.exists(os.path.join(path, run_dir.CONFIG_FILE)):
-    run = checkpoints.restore_run(path)
+    run = checkpoints.restore_run(path, precision=precision)
     return Predictor.from_model(run.model, source=run.checkpoint)
+  if precision is not None:
+    raise ValueError(f"precision={precision!r}: {path} is not a run directory; an export runs in "
+                     "the precision it was exported in")
   version_dir = export.find_version(path)
   if version_dir is None:
     raise ValueError(f"{path} is neither a train.py run directory (config.json, checkpoints/) "

@@ -1,6 +1,7 @@
 """The evaluation protocol end to end: sampler, best-of-N scoring, outputs, figures, CLI."""
 
 import csv
+import glob
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from pipelines import inputs, mnist_digits
 from svg_tf import checkpoints, evaluation, metrics, strategies, train_loop
@@ -149,6 +151,19 @@ def test_evaluate_run_writes_metrics_csv_and_figures(trained_run, tmp_path):
                              saved["mean_over_samples"]["psnr"]["per_frame_mean"], rtol=1e-6)
   rows = list(csv.DictReader(open(os.path.join(out, "per_video.csv"))))
   assert len(rows) == 3 and 0 <= int(rows[0]["ssim_best_sample"]) < 3
+  # TensorBoard: the same numbers as metrics.json, the curves by frame number, the sample panels.
+  events = {}
+  for path in glob.glob(os.path.join(out, "events.out.tfevents.*")):
+    for record in tf.data.TFRecordDataset(path):
+      event = tf.compat.v1.Event.FromString(record.numpy())
+      for value in event.summary.value:
+        events.setdefault(value.tag, []).append((event.step, value))
+  (step, ssim), = events["eval/ssim"]
+  assert step == 2 and tf.make_ndarray(ssim.tensor) == pytest.approx(saved["ssim"]["mean"])
+  curve = sorted((s, float(tf.make_ndarray(v.tensor))) for s, v in events["eval/psnr_per_frame"])
+  assert [s for s, _ in curve] == [3, 4, 5, 6]  # frames n_past + 1 .. n_past + n_future
+  np.testing.assert_allclose([v for _, v in curve], saved["psnr"]["per_frame_mean"], rtol=1e-6)
+  assert "eval/mean_over_samples/ssim" in events and "eval/samples" in events
   for name in ("ssim_per_frame.png", "ssim_per_frame.pdf", "psnr_per_frame.png",
                "prior_std.png", "displacements.png", "samples_000.gif"):
     assert os.path.getsize(os.path.join(out, name)) > 0, name
@@ -177,7 +192,6 @@ def test_cli_compares_models(trained_run, tmp_path):
 
 def test_lpips_and_fvd_from_user_savedmodels(trained_run, tmp_path):
   """With local SavedModels given, metrics.json holds LPIPS (best of N, lower is better) and FVD."""
-  import tensorflow as tf
   from tests.test_metrics import _FakeI3d, _FakeLpips
   paths = {}
   for name, module in (("lpips", _FakeLpips()), ("i3d", _FakeI3d())):

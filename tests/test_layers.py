@@ -1,7 +1,8 @@
 """Layers that show in the imports: svg_tf never imports pipelines, and no module imports itself back.
 
-Data enters svg_tf through the front ends (train.py, evaluate.py, export.py), so the library can
-be used on any frames; an import cycle makes the order of module initialisation decide behaviour.
+Data enters svg_tf through the front ends (svg_cli: train, evaluate, export, predict), so the
+library can be used on any frames; an import cycle makes the order of module initialisation decide
+behaviour.
 """
 
 import ast
@@ -11,8 +12,8 @@ import sys
 
 from tests.conftest import ROOT
 
-PACKAGES = ("svg_tf", "pipelines")
-FRONT_ENDS = ("train.py", "evaluate.py", "export.py")
+PACKAGES = ("svg_tf", "pipelines", "svg_cli")
+FRONT_ENDS = ("train.py", "evaluate.py", "export.py", "predict.py")  # wrappers of svg_cli's
 
 
 def _modules():
