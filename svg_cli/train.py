@@ -40,6 +40,9 @@ flags.DEFINE_integer("rnn_size", None, "LSTM units (reference 256)")
 flags.DEFINE_integer("predictor_rnn_layers", None, "Frame predictor LSTM layers (reference 2)")
 flags.DEFINE_integer("posterior_rnn_layers", None, "Posterior LSTM layers (reference 1)")
 flags.DEFINE_integer("prior_rnn_layers", None, "Learned prior LSTM layers (reference 1)")
+flags.DEFINE_enum("channels", None, ["1", "3"], "--dataset=videos only: frame channels (default: "
+                  "the converted data's; with --data_source=tfds it picks video_folder's grey or "
+                  "rgb config, default rgb)")
 flags.DEFINE_integer("base_filters", None, "Width of the first conv stage (64 in the paper; "
                      "small values give tiny models for tests)")
 flags.DEFINE_float("beta", None, "Weight of the KL term" + P)
@@ -126,11 +129,17 @@ def config_from_flags() -> config_lib.SVGConfig:
         raise ValueError(f"--{name} applies to --dataset=bair only")
   if FLAGS.use_actions:
     values["action_dim"] = 4  # BAIR: the commanded end-effector motion, 4 floats per step
+  if FLAGS.channels is not None:
+    if FLAGS.dataset != "videos":
+      raise ValueError(f"--channels applies to --dataset=videos only ({FLAGS.dataset} has "
+                       f"{config_lib.PRESETS[FLAGS.dataset]['channels']})")
+    values["channels"] = int(FLAGS.channels)
   if FLAGS.dataset == "videos" and FLAGS.data_dir and FLAGS.data_source == "native":
-    # People's videos: the model takes the converted frames' channels (and size, by default).
+    # People's videos: the model takes the converted frames' channels and size by default (a
+    # flag that differs from the data is refused when the input is built, naming both).
     from pipelines import videos  # pylint: disable=g-import-not-at-top  (starts TensorFlow)
     info = videos.read_converted_info(FLAGS.data_dir, "train")
-    values["channels"] = info["channels"]
+    values.setdefault("channels", info["channels"])
     if values.get("image_size") is None:
       values["image_size"] = info["image_size"]
   return config_lib.preset(FLAGS.dataset, model=FLAGS.model, **values)

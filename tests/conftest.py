@@ -14,6 +14,11 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+  # pytest -n 2 on two cores: one TensorFlow thread per worker (and per process a test starts)
+  # instead of two each, which would oversubscribe the cores.
+  os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+  os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 import tensorflow as tf  # noqa: E402
 

@@ -47,6 +47,8 @@ def test_dry_run_bair_with_torch_biases():
     (["--checkpoint_every=0"], "--checkpoint_every"),
     (["--max_bad_steps=0"], "--max_bad_steps"),
     (["--strategy=ring"], "--strategy"),
+    (["--dataset=kth", "--channels=3"], "--channels applies to --dataset=videos only"),
+    (["--dataset=videos", "--data_dir=/nonexistent"], "not a converted video folder"),
 ])
 def test_bad_flags_give_a_one_line_error_naming_the_flag(args, message):
   out = run_train(*args, "--dry_run")
