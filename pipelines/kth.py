@@ -59,7 +59,6 @@ Command lines:
 
 import os
 import re
-import subprocess
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -240,24 +239,14 @@ def _decode(path: str, image_size: int) -> Tuple[np.ndarray, Dict[str, Any]]:
   size = _check_image_size(image_size)
   if not os.path.isfile(path):
     raise VideoDecodeError(f'{path}: no such file')
-  cmd = [video_files.ffmpeg_exe(), '-hide_banner', '-nostdin', '-nostats', '-loglevel', 'level+info',
-         '-threads', '1', '-i', path, '-map', '0:v:0', '-an', '-sn', '-dn',
-         '-fps_mode', 'passthrough',  # every decoded frame once: no drops, no duplicates
-         '-s', f'{size}x{size}',  # the reference's squash (bicubic swscale), aspect not kept
-         '-pix_fmt', 'gray', '-f', 'rawvideo', 'pipe:1']
-  try:
-    result = subprocess.run(cmd, capture_output=True, check=False)
-  except OSError as e:
-    raise VideoDecodeError(f'{path}: cannot run ffmpeg {cmd[0]}: {e}') from e
-  stderr = result.stderr.decode('utf-8', errors='replace')
-  if result.returncode != 0:
-    raise VideoDecodeError(f'{path}: ffmpeg failed (exit {result.returncode}): '
-                           f'{video_files.ffmpeg_reason(stderr)}')
-  num_frames, rest = divmod(len(result.stdout), size * size)
+  raw, stderr = video_files.ffmpeg_raw(
+      path, ['-s', f'{size}x{size}',  # the reference's squash (bicubic swscale), aspect not kept
+             '-pix_fmt', 'gray'], error=VideoDecodeError)
+  num_frames, rest = divmod(len(raw), size * size)
   if num_frames == 0 or rest:
-    raise VideoDecodeError(f'{path}: ffmpeg gave {len(result.stdout)} bytes, not a positive number '
+    raise VideoDecodeError(f'{path}: ffmpeg gave {len(raw)} bytes, not a positive number '
                            f'of {size}x{size} frames: {video_files.ffmpeg_reason(stderr)}')
-  frames = np.frombuffer(result.stdout, np.uint8).reshape(num_frames, size, size, CHANNELS)
+  frames = np.frombuffer(raw, np.uint8).reshape(num_frames, size, size, CHANNELS)
   return frames, video_files.ffmpeg_stream(stderr)
 
 
@@ -496,26 +485,23 @@ def read_converted_info(data_dir: str, split: str = 'train') -> Dict[str, Any]:
   """
   if split not in SPLITS:
     raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
-  split_dir = os.path.join(data_dir, split)
-  if not tf.io.gfile.exists(os.path.join(split_dir, tfrecord.INFO_FILE)):
+
+  def not_converted(split_dir):
     command = f'python -m pipelines.kth --data_dir={data_dir} --out=DIR'
     if _looks_raw(data_dir):
-      raise NotConvertedError(
+      return NotConvertedError(
           f'{data_dir} looks like the raw KTH download (AVI files / {SEQUENCES_FILE}), not a '
           f'converted folder: convert it once with `{command}`, then pass DIR')
     if tf.io.gfile.exists(os.path.join(data_dir, CONVERSION_FILE)):
-      raise NotConvertedError(
+      return NotConvertedError(
           f'{split_dir}/{tfrecord.INFO_FILE} is missing: the conversion into {data_dir} did not '
           f'finish (re-run the same `python -m pipelines.kth --data_dir=RAW --out={data_dir}` to '
           f'resume) or the raw folder had no {split} videos')
-    raise NotConvertedError(
+    return NotConvertedError(
         f'{split_dir}/{tfrecord.INFO_FILE} not found: pass the output folder of '
         '`python -m pipelines.kth --data_dir=RAW --out=DIR` (it holds train/ and test/)')
-  info = tfrecord.read_info(split_dir)
-  if info.get('dataset') != DATASET_NAME or info.get('split') != split:
-    raise ValueError(f'{split_dir} holds dataset {info.get("dataset")!r} split '
-                     f'{info.get("split")!r}, not {DATASET_NAME!r} {split!r}')
-  return info
+
+  return video_shards.read_split_info(data_dir, split, DATASET_NAME, not_converted)
 
 
 def train_dataset(data_dir: str,
@@ -533,22 +519,9 @@ def train_dataset(data_dir: str,
   shuffled, `cycle_length` of them interleaved). For each video: a uniformly random sub-sequence
   among those with at least seq_len frames, then a uniform start within it (SVG's `data/kth.py`
   draw, `video_shards.subsequence_window`). Videos without such a sub-sequence are skipped.
-  Windows then pass a shuffle buffer of `shuffle_buffer` windows. All randomness is stateless from `seed` (window k of pipeline i uses
-  the seed pair (seed, k * num_shards + i)), so the stream is the same on every run.
-
-  Args:
-    data_dir: a `convert` output folder (holding train/ and test/).
-    seq_len: frames per window (>= 1).
-    seed: stream seed.
-    num_shards: number of input pipelines; record r (in dataset_info.json's order) belongs to
-      pipeline r % num_shards, so pipelines are disjoint and together cover every record.
-    shard_index: this pipeline, 0 <= shard_index < num_shards.
-    shuffle_buffer: windows held for shuffling (>= 1; 1 = no window shuffle).
-    split: 'train' (default) or 'test' (random test windows, e.g. for a validation loss).
-    cycle_length: shard files read at once.
-    skip_bad_records: drop bad records (logged once and counted in `tfrecord.skipped_records()`)
-      instead of failing. Either way a truncated or corrupted shard, or a record whose frames have
-      the wrong byte count or shape, is named by file and record index (`tfrecord.video_dataset`).
+  The other arguments are `video_shards.train_windows`'; `data_dir` is a `convert` output
+  folder (holding train/ and test/), `split` 'train' (default) or 'test' (random test windows,
+  e.g. for a validation loss).
 
   Raises:
     NotConvertedError: data_dir is the raw download or not a finished conversion.

@@ -256,6 +256,20 @@ def write_split_info(tag: str, split: str, out_dir: str, split_shards: SplitShar
 # Reading a converted split.
 
 
+def read_split_info(data_dir: str, split: str, dataset: str,
+                    not_converted: Callable[[str], Exception]) -> Dict[str, Any]:
+  """dataset_info.json of data_dir/split, checked to be `dataset`'s; when it is missing, raises
+  not_converted(split_dir), the dataset's own error saying what to run."""
+  split_dir = os.path.join(data_dir, split)
+  if not tf.io.gfile.exists(os.path.join(split_dir, tfrecord.INFO_FILE)):
+    raise not_converted(split_dir)
+  info = tfrecord.read_info(split_dir)
+  if info.get('dataset') != dataset or info.get('split') != split:
+    raise ValueError(f'{split_dir} holds dataset {info.get("dataset")!r} split '
+                     f'{info.get("split")!r}, not {dataset!r} {split!r}')
+  return info
+
+
 def subsequence_window(frames: tf.Tensor, sequences: tf.Tensor, seq_len: int,
                        key: tf.Tensor) -> tf.Tensor:
   """SVG's KTH draw: a uniform sub-sequence among those of >= seq_len frames, a uniform start in it.

@@ -217,22 +217,19 @@ def read_converted_info(data_dir: str, split: str = 'train') -> Dict[str, Any]:
   """dataset_info.json of data_dir/split; NotConvertedError saying what to run when missing."""
   if split not in SPLITS:
     raise ValueError(f'split must be one of {SPLITS}, got {split!r}')
-  split_dir = os.path.join(data_dir, split)
-  if not tf.io.gfile.exists(os.path.join(split_dir, tfrecord.INFO_FILE)):
+
+  def not_converted(split_dir):
     if tf.io.gfile.exists(os.path.join(data_dir, SETTINGS_FILE)):
-      raise NotConvertedError(
+      return NotConvertedError(
           f'{split_dir}/{tfrecord.INFO_FILE} is missing: the conversion into {data_dir} did not '
           'finish (re-run the same `python -m pipelines.videos` command to resume) or it had no '
           f'{split} videos')
-    raise NotConvertedError(
+    return NotConvertedError(
         f'--data_dir={data_dir} is not a converted video folder ({split}/{tfrecord.INFO_FILE} not '
         'found): convert your videos once with `python -m pipelines.videos --src=FOLDER '
         '--out=DIR`, then pass DIR')
-  info = tfrecord.read_info(split_dir)
-  if info.get('dataset') != DATASET_NAME or info.get('split') != split:
-    raise ValueError(f'{split_dir} holds dataset {info.get("dataset")!r} split '
-                     f'{info.get("split")!r}, not {DATASET_NAME!r} {split!r}')
-  return info
+
+  return video_shards.read_split_info(data_dir, split, DATASET_NAME, not_converted)
 
 
 def train_dataset(data_dir: str, seq_len: int, seed: int, num_shards: int = 1,

@@ -26,7 +26,7 @@ be read is a VideoReadError naming the file and the reason (ffmpeg's own words f
 import os
 import re
 import subprocess
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import imageio_ffmpeg
 import numpy as np
@@ -67,6 +67,26 @@ def ffmpeg_reason(stderr: str) -> str:
   lines = [_ADDRESS.sub("", l).strip() for l in stderr.splitlines() if l.strip()]
   errors = [l for l in lines if _FFMPEG_ERROR.search(l)]
   return " | ".join((errors or lines)[-_REASON_LINES:]) or "(ffmpeg printed nothing)"
+
+
+def ffmpeg_raw(path: str, output_args: List[str], error=None) -> Tuple[bytes, str]:
+  """Runs `ffmpeg -i path <output_args> -f rawvideo pipe:1` (every frame of the first video stream
+  at its native rate): (raw frames, ffmpeg's log). A failure raises `error` (default
+  VideoReadError) naming the path and quoting ffmpeg's own error lines."""
+  error = error or VideoReadError
+  cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info",
+         "-threads", "1", "-i", path, "-map", "0:v:0", "-an", "-sn", "-dn",
+         "-fps_mode", "passthrough",  # every decoded frame once: no drops, no duplicates
+         *output_args, "-f", "rawvideo", "pipe:1"]
+  try:
+    result = subprocess.run(cmd, capture_output=True, check=False)
+  except OSError as err:
+    raise error(f"{path}: cannot run ffmpeg {cmd[0]}: {err}") from None
+  stderr = result.stderr.decode("utf-8", errors="replace")
+  if result.returncode != 0:
+    raise error(f"{path}: ffmpeg cannot decode it (exit {result.returncode}): "
+                f"{ffmpeg_reason(stderr)}")
+  return result.stdout, stderr
 
 
 def ffmpeg_stream(stderr: str) -> Dict[str, Any]:
@@ -139,32 +159,23 @@ def _steps(path, kind, width, height, image_size, channels_in, channels, crop, c
 # ---------------------------------------------------------------------------------------- video
 def _from_ffmpeg(path, image_size, channels, crop, max_frames) -> Clip:
   channels = channels or 3
-  cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info",
-         "-i", path, "-map", "0:v:0", "-an", "-sn", "-dn", "-fps_mode", "passthrough"]
+  args = []
   if image_size is not None:
-    cmd += ["-vf", ("crop=min(iw\\,ih):min(iw\\,ih)," if crop == "center" else "") +
-            f"scale={image_size}:{image_size}:flags=bicubic"]
-  cmd += ["-pix_fmt", "gray" if channels == 1 else "rgb24"]
+    args += ["-vf", ("crop=min(iw\\,ih):min(iw\\,ih)," if crop == "center" else "") +
+             f"scale={image_size}:{image_size}:flags=bicubic"]
+  args += ["-pix_fmt", "gray" if channels == 1 else "rgb24"]
   if max_frames:
-    cmd += ["-frames:v", str(max_frames)]
-  cmd += ["-f", "rawvideo", "pipe:1"]
-  try:
-    result = subprocess.run(cmd, capture_output=True, check=False)
-  except OSError as err:
-    raise VideoReadError(f"{path}: cannot run ffmpeg {cmd[0]}: {err}") from None
-  stderr = result.stderr.decode("utf-8", errors="replace")
-  if result.returncode != 0:
-    raise VideoReadError(f"{path}: ffmpeg cannot decode it (exit {result.returncode}): "
-                         f"{ffmpeg_reason(stderr)}")
+    args += ["-frames:v", str(max_frames)]
+  raw, stderr = ffmpeg_raw(path, args)
   stream = ffmpeg_stream(stderr)
   width, height = stream["width"] or image_size, stream["height"] or image_size
   out_h, out_w = (height, width) if image_size is None else (image_size, image_size)
   if not out_h or not out_w:
     raise VideoReadError(f"{path}: ffmpeg did not say the frame size: {ffmpeg_reason(stderr)}")
-  count, rest = divmod(len(result.stdout), out_h * out_w * channels)
+  count, rest = divmod(len(raw), out_h * out_w * channels)
   if count == 0 or rest:
     raise VideoReadError(f"{path}: ffmpeg decoded no frames: {ffmpeg_reason(stderr)}")
-  frames = np.frombuffer(result.stdout, np.uint8).reshape(count, out_h, out_w, channels)
+  frames = np.frombuffer(raw, np.uint8).reshape(count, out_h, out_w, channels)
   steps = _steps(path, f"video ({stream['codec']}, decoded by ffmpeg)", width, height, image_size,
                  channels, channels, crop, count, stream["fps"], ffmpeg_warnings=stream["messages"])
   steps["channels"] = "grey (ffmpeg's gray pixel format: luma)" if channels == 1 else "colour (rgb24)"

@@ -159,8 +159,8 @@ def test_decode_other_mpeg4_variant(tmp_path):
 
 
 def test_decode_errors_name_the_file(raw, tmp_path):
-  with pytest.raises(kth.VideoDecodeError, match=rf'{raw.paths[CORRUPT]}: ffmpeg failed .*Invalid '
-                     'data found'):
+  with pytest.raises(kth.VideoDecodeError,
+                     match=rf'{raw.paths[CORRUPT]}: ffmpeg cannot decode it .*Invalid data found'):
     kth.decode_video(raw.paths[CORRUPT])
   missing = str(tmp_path / 'person01_boxing_d3_uncomp.avi')
   with pytest.raises(kth.VideoDecodeError, match=f'{missing}: no such file'):
