@@ -35,7 +35,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from pipelines import bair, kth, mnist_digits, smmnist, tfds_inputs, tfrecord, videos
+from pipelines import bair, kth, smmnist, tfds_inputs, tfrecord, videos
 # What the front ends catch and report, from the mechanism every TFRecord source shares: the error
 # naming a bad record's file and index, and the one log of the records skip_bad_records dropped.
 from pipelines.tfrecord import CorruptRecordError, skipped_records  # pylint: disable=unused-import
@@ -52,6 +52,9 @@ class TestVideos:
   digit_indices: Optional[np.ndarray] = None  # (V, digits) into the MNIST test split
   actions: Optional[np.ndarray] = None  # (V, T, action_dim) float32: BAIR's robot actions
   description: str = ""  # what the set is, for metrics.json
+  # SM-MNIST: float32 (N, S, S) in [0, 1], the MNIST test digits digit_indices points into (32x32
+  # for the svg variant, native 28x28 for srvp): the wall-hit figures draw them again.
+  digit_images: Optional[np.ndarray] = None
 
 
 InputFn = Callable[[tf.distribute.InputContext, int], tf.data.Dataset]
@@ -153,7 +156,8 @@ def _smmnist_input_fn(config, data_dir, mnist_path, skip_bad_records=False) -> I
   `python -m pipelines.smmnist` TFRecords, shuffled (bad records fail naming the file and record,
   or with skip_bad_records are dropped and counted)."""
   seq_len = config.seq_len
-  digits = None if data_dir else mnist_digits.load_digits("train", mnist_path)
+  digits = None if data_dir else smmnist.variant_digits(config.smmnist_variant, "train",
+                                                        mnist_path)
   if data_dir:
     info = tfrecord.read_info(data_dir)  # fails early, naming the folder, if it holds no dataset
     if info.get("seq_len", 0) < seq_len:
@@ -178,7 +182,8 @@ def _smmnist_input_fn(config, data_dir, mnist_path, skip_bad_records=False) -> I
       ds = smmnist.generated_dataset(digits, seq_len, config.num_digits, config.seed,
                                      start_index=start_index + ctx.input_pipeline_id,
                                      index_stride=ctx.num_input_pipelines,
-                                     deterministic=config.deterministic_bounce)
+                                     deterministic=config.deterministic_bounce,
+                                     variant=config.smmnist_variant)
     return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
   return input_fn
@@ -218,11 +223,10 @@ def preview_videos(config, count: int, data_dir: Optional[str] = None,
   videos are that long (BAIR: at most 30): the first test videos (SM-MNIST: test digits)."""
   length = config.n_past + 2 * config.n_future
   if config.dataset == "smmnist" and source == "native":
-    digits = mnist_digits.load_digits("test", mnist_path)
-    return TestVideos(np.stack([
-        smmnist.generate_sequence(smmnist.sequence_rng(seed, i), digits.images, length,
-                                  config.num_digits, deterministic=config.deterministic_bounce).frames
-        for i in range(count)]))
+    sequences, _ = smmnist.fixed_sequences(config.smmnist_variant, "test", count, length, seed,
+                                           config.num_digits, config.deterministic_bounce,
+                                           mnist_path)
+    return TestVideos(np.stack([s.frames for s in sequences]))
   if config.dataset == "bair":
     length = min(length, 30)
   if config.dataset == "videos":
@@ -284,6 +288,7 @@ def _smmnist_test_videos(config, num_frames, data_dir, max_videos, mnist_path, s
     if info.get("seq_len", 0) < num_frames:
       raise ValueError(f"--data_dir={data_dir} holds {info.get('seq_len')}-frame videos; the "
                        f"evaluation needs n_past + n_future = {num_frames}")
+    variant = info.get("variant", "svg")  # the generator that wrote the records
     records = tfrecord.video_dataset(data_dir, shuffle_files=False)
     if max_videos is not None:
       records = records.take(max_videos)
@@ -294,13 +299,25 @@ def _smmnist_test_videos(config, num_frames, data_dir, max_videos, mnist_path, s
       hits.append(r["wall_hits"][:num_frames])
       indices.append(r["digit_indices"])
     return TestVideos(np.stack(frames), np.stack(positions), np.stack(hits), np.stack(indices),
-                      description=f"SM-MNIST TFRecords in {data_dir}")
-  digits = mnist_digits.load_digits("test", mnist_path)
-  sequences = [smmnist.generate_sequence(smmnist.sequence_rng(seed, i), digits.images, num_frames,
-                                         config.num_digits, deterministic=config.deterministic_bounce)
-               for i in range(count)]
+                      description=f"SM-MNIST TFRecords in {data_dir} ({variant} variant)",
+                      digit_images=_float_digits(smmnist.variant_digits(variant, "test",
+                                                                        mnist_path).images))
+  variant = config.smmnist_variant
+  sequences, digits = smmnist.fixed_sequences(variant, "test", count, num_frames, seed,
+                                              config.num_digits, config.deterministic_bounce,
+                                              mnist_path)
+  sequences = list(sequences)
+  what = ("SRVP's test set (its make_test_set.py rules: native 28x28 digits, each test digit "
+          "once, seed " if variant == "srvp" else "SVG-style sequences (seed ")
   return TestVideos(np.stack([s.frames for s in sequences]),
                     np.stack([s.positions for s in sequences]),
                     np.stack([s.wall_hits for s in sequences]),
                     np.stack([s.digit_indices for s in sequences]),
-                    description=f"SM-MNIST generated from the MNIST test digits, seed {seed}")
+                    description=f"SM-MNIST generated from the MNIST test digits: {what}{seed}), "
+                                f"{len(sequences)} sequences",
+                    digit_images=_float_digits(digits.images))
+
+
+def _float_digits(images: np.ndarray) -> np.ndarray:
+  """Digit images as float32 in [0, 1] (SRVP's native digits are uint8)."""
+  return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images

@@ -41,7 +41,7 @@ WHEEL_SHA256 = 'f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416
 
 
 class Digits(NamedTuple):
-  images: np.ndarray  # float32 [N, 32, 32] in [0, 1], read-only (shared by the cache)
+  images: np.ndarray  # float32 [N, 32, 32] in [0, 1] (load_native_digits: uint8 [N, 28, 28]), read-only
   labels: np.ndarray  # int64 [N] in 0..9
   source: str  # where the digits came from, recorded in dataset_info.json
 
@@ -215,7 +215,22 @@ def _not_found_message(attempts: Sequence[str]) -> str:
       f'Attempts: {tried}.')
 
 
-def _load(split: str, mnist_path: Optional[str], sources) -> Digits:
+def load_native_digits(split: str, mnist_path: Optional[str] = None) -> Digits:
+  """MNIST digits of `split` at their native 28x28, uint8 0..255 (SRVP's SM-MNIST draws these);
+  the same sources and order as `load_digits`."""
+  _check_split(split)
+  return _load_native_cached(split, None if mnist_path is None else os.fspath(mnist_path))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_native_cached(split: str, mnist_path: Optional[str]) -> Digits:
+  images, labels, source = _raw(split, mnist_path, SOURCES)
+  images.setflags(write=False)
+  labels.setflags(write=False)
+  return Digits(images=images, labels=labels, source=source)
+
+
+def _raw(split: str, mnist_path: Optional[str], sources) -> RawDigits:
   if mnist_path is not None:
     raw = _from_npz(split, mnist_path)
   else:
@@ -229,7 +244,11 @@ def _load(split: str, mnist_path: Optional[str], sources) -> Digits:
         attempts.append(f'{name}: {type(e).__name__}: {e}')
     if raw is None:
       raise MnistNotFoundError(_not_found_message(attempts))
-  images_u8, labels, source = raw
+  return raw
+
+
+def _load(split: str, mnist_path: Optional[str], sources) -> Digits:
+  images_u8, labels, source = _raw(split, mnist_path, sources)
   images = resize_digits(images_u8)
   images.setflags(write=False)
   labels.setflags(write=False)

@@ -1,4 +1,5 @@
-"""Stochastic Moving MNIST (SM-MNIST), exactly as the SVG reference generates it (SPEC section 3.2).
+"""Stochastic Moving MNIST (SM-MNIST), exactly as the SVG reference generates it (SPEC section 3.2),
+and as SRVP does (variant 'srvp', below: the dataset of SRVP's table and its SVG-LP row).
 
 Two (by default) real MNIST digits, resized to 32x32, move on a 64x64 canvas with integer velocities
 in -4..4. At a wall a digit is clamped back inside and gets a fresh random velocity (the
@@ -15,8 +16,9 @@ Three uses:
   * `generated_dataset`: the infinite on-the-fly training stream (the reference trains this way).
   * `write_tfrecords` / `tfrecord_dataset`: a fixed, seeded test set on disk. SRVP's protocol
     (anchors section 3.3) is 5,000 sequences of 25 frames from the MNIST test digits with seed 42,
-    which are the CLI defaults. (The sequences are SVG-style, 32x32 digits with the stochastic bounce,
-    so they are not SRVP's own `smmnist_test_2digits_64.npz`.)
+    which are the CLI defaults. With --smmnist_variant=svg the sequences are SVG-style (32x32
+    digits, the reference's bounce); --smmnist_variant=srvp writes SRVP's own test set
+    (`srvp_test_set`: its digit order, positions, velocities and bounces).
   * the CLI, for building that test set and a GIF preview:
       python -m pipelines.smmnist --split=test --num_sequences=5000 --seq_len=25 --seed=42 --out=DIR
 """
@@ -153,6 +155,210 @@ def generate_sequence(rng: np.random.Generator,
   return MovingDigits(frames, positions, velocities, wall_hits, indices)
 
 
+# --------------------------------------------------------------------------------------------------
+# SRVP's variant (edouardelasalles/srvp data/mmnist.py and preprocessing/mmnist/make_test_set.py),
+# the one SRVP's table (and its SVG-LP row) was made on.
+
+VARIANTS = ('svg', 'srvp')
+SRVP_DIGIT_SIZE = 28  # native MNIST digits, not resized
+SRVP_EPS = 1e-8  # tolerance of SRVP's border tests
+# SRVP's README builds the stochastic test set with `make_test_set --seq_len 100`; the random draws
+# of every trajectory's 100 steps shape the later sequences, so they are drawn here too, even when
+# fewer frames are kept.
+SRVP_TEST_GENERATION_LEN = 100
+SRVP_TEST_SEED = 42
+
+
+def _srvp_bounce(rng, sx, sy, dx, dy, limit, deterministic):
+  """SRVP's `_process_collision`: (sx, sy, dx, dy, bounced) after the frame borders 0..limit.
+
+  While the position is outside (beyond SRVP_EPS), the crossing point on the border line is found
+  from the line through the position with slope dy/dx (or straight along a still axis); the time
+  left after it, p, is spent with the new velocity: drawn anew (stochastic: dx then dy, each
+  randint(-4, 5)) with the sign that leads back inside for every border whose crossing lies on the
+  frame, and the position becomes crossing + p * velocity.
+  """
+  def outside():
+    return (sx < -SRVP_EPS, sy < -SRVP_EPS, sx > limit + SRVP_EPS, sy > limit + SRVP_EPS)
+
+  left, upper, right, bottom = outside()
+  bounced, crossing = False, None
+  while left or right or upper or bottom:
+    bounced = True
+    if dx == 0:
+      crossing = (sx, 0) if upper else (sx, limit)
+    elif dy == 0:
+      crossing = (0, sy) if left else (limit, sy)
+    else:
+      a = dy / dx
+      b = sy - a * sx
+      if left:
+        y = a * 0 + b
+        left = -SRVP_EPS <= y <= limit + SRVP_EPS
+        if left:
+          crossing = (0, y)
+      if right:
+        y = a * limit + b
+        right = -SRVP_EPS <= y <= limit + SRVP_EPS
+        if right:
+          crossing = (limit, y)
+      if upper:
+        x = (0 - b) / a
+        upper = -SRVP_EPS <= x <= limit + SRVP_EPS
+        if upper:
+          crossing = (x, 0)
+      if bottom:
+        x = (limit - b) / a
+        bottom = -SRVP_EPS <= x <= limit + SRVP_EPS
+        if bottom:
+          crossing = (x, limit)
+    if crossing is None:
+      raise RuntimeError('SRVP bounce without a crossing point')  # SRVP itself would fail here
+    cx, cy = crossing
+    p = (sx - cx) / dx if dx != 0 else (sy - cy) / dy
+    if not deterministic:
+      dx = int(rng.randint(-MAX_SPEED, MAX_SPEED + 1))
+      dy = int(rng.randint(-MAX_SPEED, MAX_SPEED + 1))
+    if left:
+      dx = abs(dx)
+    if right:
+      dx = -abs(dx)
+    if upper:
+      dy = abs(dy)
+    if bottom:
+      dy = -abs(dy)
+    sx, sy = cx + dx * p, cy + dy * p
+    left, upper, right, bottom = outside()
+  return sx, sy, dx, dy, bounced
+
+
+def srvp_trajectory(rng: np.random.RandomState, seq_len: int, deterministic: bool = False,
+                    image_size: int = IMAGE_SIZE):
+  """SRVP's `_compute_trajectory` for a 28x28 digit: (positions int32 [T, 2], velocities int32
+  [T, 2], bounced bool [T]).
+
+  Draws sx, sy = randint(0, 37) each, then dx, dy = randint(-4, 5) each; at every step t the
+  borders are checked first (`_srvp_bounce`), then the position rounded (Python's round, halves
+  to even) is frame t's, and the exact position moves by the velocity. SRVP's x is the row:
+  positions and velocities here are (row, column), i.e. (y, x) and (dy, dx) in svg_tf's terms.
+  bounced[t]: a bounce happened on the way to frame t.
+  """
+  limit = image_size - SRVP_DIGIT_SIZE
+  sx, sy = int(rng.randint(0, limit + 1)), int(rng.randint(0, limit + 1))
+  dx = int(rng.randint(-MAX_SPEED, MAX_SPEED + 1))
+  dy = int(rng.randint(-MAX_SPEED, MAX_SPEED + 1))
+  positions = np.zeros((seq_len, 2), np.int32)
+  velocities = np.zeros((seq_len, 2), np.int32)
+  bounced = np.zeros((seq_len,), bool)
+  for t in range(seq_len):
+    sx, sy, dx, dy, bounced[t] = _srvp_bounce(rng, sx, sy, dx, dy, limit, deterministic)
+    positions[t] = (int(round(sx)), int(round(sy)))
+    velocities[t] = (dx, dy)
+    sy += dy
+    sx += dx
+  return positions, velocities, bounced
+
+
+def srvp_sequence(trajectories, digits_u8: np.ndarray, indices, num_frames: int) -> MovingDigits:
+  """Draws SRVP's video of digits `indices` (into uint8 [N, 28, 28] digits) along `trajectories`
+  (srvp_trajectory outputs, one per digit): pixel sums clipped at 255, the first num_frames."""
+  frames = np.zeros((num_frames, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+  num_digits = len(indices)
+  positions = np.zeros((num_frames, num_digits, 2), np.int32)
+  velocities = np.zeros((num_frames, num_digits, 2), np.int32)
+  wall_hits = np.zeros((num_frames, num_digits), bool)
+  for n, (index, (pos, vel, bounced)) in enumerate(zip(indices, trajectories)):
+    digit = digits_u8[index].astype(np.float32)
+    for t in range(num_frames):
+      r, c = pos[t]
+      frames[t, r:r + SRVP_DIGIT_SIZE, c:c + SRVP_DIGIT_SIZE] += digit
+    positions[:, n] = pos[:num_frames]
+    velocities[:, n] = vel[:num_frames]
+    # svg_tf's convention: wall_hits[t] marks a velocity that changes between frames t and t+1.
+    wall_hits[:, n] = bounced[1:num_frames + 1] if len(bounced) > num_frames else np.append(
+        bounced[1:num_frames], False)
+  frames = np.minimum(frames, 255.0)[..., None] / 255.0
+  return MovingDigits(frames.astype(np.float32), positions, velocities, wall_hits,
+                      np.asarray(indices, np.int64))
+
+
+def srvp_training_sequence(rng: np.random.RandomState, digits_u8: np.ndarray, seq_len: int,
+                           num_digits: int = 2, deterministic: bool = False) -> MovingDigits:
+  """SRVP's training draw (`MovingMNIST.__getitem__`): per digit a uniform training digit
+  (randint(N)), then its trajectory; one RandomState per sequence here (`srvp_rng`)."""
+  indices, trajectories = [], []
+  for _ in range(num_digits):
+    indices.append(int(rng.randint(len(digits_u8))))
+    trajectories.append(srvp_trajectory(rng, seq_len, deterministic))
+  return srvp_sequence(trajectories, digits_u8, indices, seq_len)
+
+
+def srvp_rng(seed: int, index: int) -> np.random.RandomState:
+  """SRVP draws with numpy's legacy RandomState; sequence `index` of stream `seed` gets its own."""
+  sequence_rng(seed, index)  # validates both
+  return np.random.RandomState(np.random.SeedSequence([int(seed), int(index)]).generate_state(4))
+
+
+def srvp_test_set(digits_u8: np.ndarray, num_frames: int, count: Optional[int] = None,
+                  num_digits: int = 2, seed: int = SRVP_TEST_SEED, deterministic: bool = False,
+                  generation_len: int = SRVP_TEST_GENERATION_LEN):
+  """SRVP's fixed test set (`make_test_set.py`), its first `count` sequences (all: 10,000 test
+  digits // num_digits = 5,000 for two digits), each cut to its first num_frames frames.
+
+  np.random.seed(seed) then one permutation of the test digits; sequence i takes digits
+  perm[i * num_digits + n] (each test digit once) and, digit after digit, a trajectory of
+  `generation_len` steps from the same generator. Yields MovingDigits.
+  """
+  if num_frames > generation_len:
+    raise ValueError(f'SRVP\'s test sequences have {generation_len} frames; {num_frames} asked')
+  rng = np.random.RandomState(seed)
+  perm = rng.permutation(len(digits_u8))
+  total = len(digits_u8) // num_digits
+  for i in range(total if count is None else min(count, total)):
+    indices = [int(perm[i * num_digits + n]) for n in range(num_digits)]
+    trajectories = [srvp_trajectory(rng, generation_len, deterministic) for _ in indices]
+    yield srvp_sequence(trajectories, digits_u8, indices, num_frames)
+
+
+def variant_digits(variant: str, split: str, mnist_path: Optional[str] = None):
+  """The digit images a variant draws: svg float32 [N, 32, 32], srvp uint8 [N, 28, 28]."""
+  _check_variant(variant)
+  if variant == 'srvp':
+    return mnist_digits.load_native_digits(split, mnist_path)
+  return mnist_digits.load_digits(split, mnist_path)
+
+
+def _check_variant(variant: str) -> None:
+  if variant not in VARIANTS:
+    raise ValueError(f'--smmnist_variant={variant!r}: must be one of {", ".join(VARIANTS)}')
+
+
+def training_sequence(variant: str, digits: np.ndarray, seed: int, index: int, seq_len: int,
+                      num_digits: int = 2, deterministic: bool = False) -> MovingDigits:
+  """Sequence `index` of a generated stream of the variant; depends on (seed, index) only."""
+  if variant == 'srvp':
+    return srvp_training_sequence(srvp_rng(seed, index), digits, seq_len, num_digits,
+                                  deterministic)
+  return generate_sequence(sequence_rng(seed, index), digits, seq_len, num_digits,
+                           deterministic=deterministic)
+
+
+def fixed_sequences(variant: str, split: str, count: int, num_frames: int, seed: int,
+                    num_digits: int = 2, deterministic: bool = False,
+                    mnist_path: Optional[str] = None):
+  """The sequences of a fixed set, in order, and the digits they were drawn from.
+
+  svg: sequence i is (seed, i) of the split's digits. srvp: the test split is SRVP's own test set
+  (`srvp_test_set`, seed 42 gives SRVP's file), the train split (seed, i) of SRVP's training draw.
+  Returns (iterator of MovingDigits, Digits).
+  """
+  digits = variant_digits(variant, split, mnist_path)
+  if variant == 'srvp' and split == 'test':
+    return srvp_test_set(digits.images, num_frames, count, num_digits, seed, deterministic), digits
+  return (training_sequence(variant, digits.images, seed, i, num_frames, num_digits, deterministic)
+          for i in range(count)), digits
+
+
 def sequence_rng(seed: int, index: int) -> np.random.Generator:
   """The generator of sequence `index` of stream `seed`: depends on (seed, index) only."""
   if int(seed) != seed or seed < 0 or int(index) != index or index < 0:
@@ -219,7 +425,7 @@ def generated_dataset(digits: Union[np.ndarray, mnist_digits.Digits],
                       start_index: int = 0,
                       deterministic: bool = False,
                       num_parallel_calls: int = tf.data.AUTOTUNE,
-                      index_stride: int = 1) -> tf.data.Dataset:
+                      index_stride: int = 1, variant: str = 'svg') -> tf.data.Dataset:
   """Infinite stream of float32 [seq_len, 64, 64, 1] sequences generated on the fly.
 
   Element k is `generate_sequence(sequence_rng(seed, start_index + k * index_stride), ...).frames`,
@@ -239,9 +445,13 @@ def generated_dataset(digits: Union[np.ndarray, mnist_digits.Digits],
     deterministic: reflecting instead of stochastic bounce.
     num_parallel_calls: parallelism of the generating map.
     index_stride: index step between elements (>= 1).
+    variant: 'svg' (32x32 digits, SVG's clamp and redraw) or 'srvp' (native uint8 28x28 digits,
+      SRVP's exact reflection with a redraw).
   """
   images = _digit_images(digits)
-  _check_args(images, seq_len, num_digits, IMAGE_SIZE)
+  _check_variant(variant)
+  if variant == 'svg':
+    _check_args(images, seq_len, num_digits, IMAGE_SIZE)
   sequence_rng(seed, start_index)  # validates both
   if int(index_stride) != index_stride or index_stride < 1:
     raise ValueError(f'index_stride must be an integer >= 1, got {index_stride!r}')
@@ -252,8 +462,8 @@ def generated_dataset(digits: Union[np.ndarray, mnist_digits.Digits],
   def make(index):  # index: numpy int64 scalar
     if _EXIT_GUARD.started():
       return np.zeros(shape, np.float32)  # interpreter exiting: nobody reads this element
-    rng = sequence_rng(seed, int(index))
-    return generate_sequence(rng, images, seq_len, num_digits, deterministic=deterministic).frames
+    return training_sequence(variant, images, seed, int(index), seq_len, num_digits,
+                             deterministic).frames
 
   def make_tensor(index):
     frames = tf.numpy_function(make, [index], tf.float32, name='smmnist_sequence')
@@ -290,21 +500,21 @@ def write_tfrecords(out_dir: str,
                     deterministic: bool = False,
                     mnist_path: Optional[str] = None,
                     examples_per_shard: int = 1000,
-                    overwrite: bool = False) -> Dict[str, Any]:
-  """Writes a fixed SM-MNIST set: record i is sequence (seed, i) from the `split` digits.
+                    overwrite: bool = False, variant: str = 'svg') -> Dict[str, Any]:
+  """Writes a fixed SM-MNIST set (`fixed_sequences`): svg: record i is sequence (seed, i) from the
+  `split` digits; srvp: SRVP's test set (test split) or training draws.
 
   Records hold uint8 frames round(255 x) [T, 64, 64, 1] and extras positions, velocities,
   wall_hits, digit_indices and labels. Returns the dataset_info.json contents.
   """
-  digits = mnist_digits.load_digits(split, mnist_path)
-  _check_args(digits.images, seq_len, num_digits, IMAGE_SIZE)
+  sequences, digits = fixed_sequences(variant, split, num_sequences, seq_len, seed, num_digits,
+                                      deterministic, mnist_path)
+  if variant == 'svg':
+    _check_args(digits.images, seq_len, num_digits, IMAGE_SIZE)
   sequence_rng(seed, 0)
-
-  def examples():
-    for i in range(num_sequences):
-      seq = generate_sequence(sequence_rng(seed, i), digits.images, seq_len, num_digits,
-                              deterministic=deterministic)
-      yield _record(seq, digits.labels)
+  examples = (_record(seq, digits.labels) for seq in sequences)
+  if variant == 'srvp' and split == 'test':
+    num_sequences = min(num_sequences, len(digits.images) // num_digits)
 
   info = {
       'dataset': DATASET_NAME,
@@ -315,12 +525,13 @@ def write_tfrecords(out_dir: str,
       'deterministic': bool(deterministic),
       'digit_source': digits.source,
       'image_size': IMAGE_SIZE,
-      'digit_size': DIGIT_SIZE,
+      'digit_size': SRVP_DIGIT_SIZE if variant == 'srvp' else DIGIT_SIZE,
       'max_speed': MAX_SPEED,
-      'generator': 'record i = pipelines.smmnist.generate_sequence(sequence_rng(seed, i), ...); '
-                   'frames stored as uint8 round(255 x)',
+      'variant': variant,
+      'generator': f'pipelines.smmnist.fixed_sequences({variant!r}, {split!r}, ...); frames '
+                   'stored as uint8 round(255 x)',
   }
-  return tfrecord.write_shards(out_dir, examples(), num_sequences, examples_per_shard, info,
+  return tfrecord.write_shards(out_dir, examples, num_sequences, examples_per_shard, info,
                                progress_every=max(1, min(500, examples_per_shard)), prefix=split,
                                overwrite=overwrite)
 
@@ -352,16 +563,14 @@ def tfrecord_dataset(data_dir: str, shuffle: bool = False, seed: Optional[int] =
 
 def write_preview(path_prefix: str, split: str, count: int, seq_len: int, seed: int,
                   num_digits: int = 2, deterministic: bool = False,
-                  mnist_path: Optional[str] = None) -> np.ndarray:
+                  mnist_path: Optional[str] = None, variant: str = 'svg') -> np.ndarray:
   """Writes <prefix>.npz (`frames` uint8 [K, T, 64, 64, 1]) and <prefix>.gif (videos tiled).
 
-  The K sequences are (seed, 0..K-1): the first K records of the same `write_tfrecords` set.
+  The K sequences are the first K records of the same `write_tfrecords` set.
   """
-  digits = mnist_digits.load_digits(split, mnist_path)
-  videos = np.stack([
-      to_uint8(generate_sequence(sequence_rng(seed, i), digits.images, seq_len, num_digits,
-                                 deterministic=deterministic).frames) for i in range(count)
-  ])  # [K, T, 64, 64, 1]
+  sequences, _ = fixed_sequences(variant, split, count, seq_len, seed, num_digits, deterministic,
+                                 mnist_path)
+  videos = np.stack([to_uint8(seq.frames) for seq in sequences])  # [K, T, 64, 64, 1]
   path_prefix = media.save_preview(path_prefix, videos)
   logging.info('preview | %d sequences | %s.npz | %s.gif', count, path_prefix, path_prefix)
   return videos
@@ -381,6 +590,10 @@ def _define_flags():
   flags.DEFINE_integer('seed', 42, 'Stream seed; sequence i is generated from (seed, i).',
                        lower_bound=0)
   flags.DEFINE_integer('num_digits', 2, 'Digits per sequence.', lower_bound=1)
+  flags.DEFINE_enum('smmnist_variant', 'svg', list(VARIANTS), 'svg: the SVG reference\'s '
+                    'generator (32x32 digits, clamped at walls, sequence (seed, i)); srvp: SRVP\'s '
+                    '(native 28x28 digits, exact reflection; the test split is SRVP\'s own test set, '
+                    'seed 42, 5,000 sequences of two digits)')
   flags.DEFINE_boolean('deterministic_bounce', False,
                        'Reflect at walls instead of SVG\'s stochastic bounce (new random velocity).')
   flags.DEFINE_string('mnist_path', None,
@@ -407,11 +620,12 @@ def main(argv):
     write_tfrecords(FLAGS.out, FLAGS.split, FLAGS.num_sequences, FLAGS.seq_len, FLAGS.seed,
                     num_digits=FLAGS.num_digits, deterministic=FLAGS.deterministic_bounce,
                     mnist_path=FLAGS.mnist_path, examples_per_shard=FLAGS.examples_per_shard,
-                    overwrite=FLAGS.overwrite)
+                    overwrite=FLAGS.overwrite, variant=FLAGS.smmnist_variant)
   if FLAGS.preview_out:
     write_preview(FLAGS.preview_out, FLAGS.split, FLAGS.preview_num or FLAGS.num_sequences,
                   FLAGS.seq_len, FLAGS.seed, num_digits=FLAGS.num_digits,
-                  deterministic=FLAGS.deterministic_bounce, mnist_path=FLAGS.mnist_path)
+                  deterministic=FLAGS.deterministic_bounce, mnist_path=FLAGS.mnist_path,
+                  variant=FLAGS.smmnist_variant)
 
 
 if __name__ == '__main__':

@@ -7,8 +7,9 @@
                    download_and_prepare_kwargs=dict(download_config=tfds.download.DownloadConfig(
                        manual_dir='/path/to/kth_raw')))
 
-`stochastic_moving_mnist` reuses `pipelines.smmnist.generate_sequence` (record i of a split is
-sequence (seed, i) of that split's fixed seed, from that split's MNIST digits), and `kth_actions`
+`stochastic_moving_mnist` reuses `pipelines.smmnist.fixed_sequences` (record i of a split is
+sequence (seed, i) of that split's fixed seed, from that split's MNIST digits; the *_srvp configs
+hold SRVP's variant, with SRVP's own test set), and `kth_actions`
 reuses `pipelines.kth`'s file discovery, `00sequences.txt` parser and ffmpeg decoder: one home for
 each, so a tfds user and a `python -m pipelines.kth` user see the same frames.
 
@@ -26,7 +27,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
-from pipelines import kth, mnist_digits, smmnist, videos
+from pipelines import kth, smmnist, videos
 from svg_tf import video_files
 
 # ---------------------------------------------------------------------------------------------
@@ -43,6 +44,7 @@ class SmmnistConfig(tfds.core.BuilderConfig):
   train_seed: int = 1
   test_seed: int = 42  # SRVP's test-set seed (anchors section 3.3)
   deterministic_bounce: bool = False
+  variant: str = "svg"  # pipelines.smmnist.VARIANTS: whose generator
 
 
 class StochasticMovingMnist(tfds.core.GeneratorBasedBuilder):
@@ -61,6 +63,11 @@ class StochasticMovingMnist(tfds.core.GeneratorBasedBuilder):
       SmmnistConfig(name="two_digits", description="2 digits, 25 frames: train 60,000 "
                     "sequences (seed 1, MNIST train digits), test 5,000 (seed 42, test digits)."),
       SmmnistConfig(name="one_digit", num_digits=1, description="As two_digits with one digit."),
+      SmmnistConfig(name="two_digits_srvp", variant="srvp", description="SRVP's generator (native "
+                    "28x28 digits, exact reflection): train 60,000 sequences (seed 1), test "
+                    "SRVP's own test set (seed 42: 5,000 sequences, each test digit once)."),
+      SmmnistConfig(name="one_digit_srvp", variant="srvp", num_digits=1, num_test=10_000,
+                    description="As two_digits_srvp with one digit (10,000 test sequences)."),
   ]
   DEFAULT_CONFIG_NAME = "two_digits"
 
@@ -77,7 +84,8 @@ class StochasticMovingMnist(tfds.core.GeneratorBasedBuilder):
             "velocities": tfds.features.Tensor(shape=(t, d, 2), dtype=np.int32,
                                                doc="(dy, dx) applied after frame t"),
             "wall_hits": tfds.features.Tensor(shape=(t, d), dtype=np.bool_,
-                                              doc="the bounds check at frame t moved the digit"),
+                                              doc="the digit's velocity changes between frame "
+                                              "t and t + 1 (a wall hit)"),
             "digit_indices": tfds.features.Tensor(shape=(d,), dtype=np.int64),
             "labels": tfds.features.Tensor(shape=(d,), dtype=np.int64),
         }),
@@ -97,10 +105,9 @@ class StochasticMovingMnist(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, split, count, seed):
     c = self.builder_config
-    digits = mnist_digits.load_digits(split)
-    for i in range(count):
-      seq = smmnist.generate_sequence(smmnist.sequence_rng(seed, i), digits.images, c.seq_len,
-                                      c.num_digits, deterministic=c.deterministic_bounce)
+    sequences, digits = smmnist.fixed_sequences(c.variant, split, count, c.seq_len, seed,
+                                                c.num_digits, c.deterministic_bounce)
+    for i, seq in enumerate(sequences):
       yield i, {
           "video": smmnist.to_uint8(seq.frames),
           "positions": seq.positions,

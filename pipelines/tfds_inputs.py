@@ -34,7 +34,8 @@ def _builder(config, data_dir: Optional[str]):
     if config.num_digits not in SMMNIST_CONFIG_NAMES:
       raise ValueError(f"--num_digits={config.num_digits}: stochastic_moving_mnist has configs "
                        f"for {sorted(SMMNIST_CONFIG_NAMES)} digits")
-    name += "/" + SMMNIST_CONFIG_NAMES[config.num_digits]
+    name += "/" + SMMNIST_CONFIG_NAMES[config.num_digits] + (
+        "_srvp" if config.smmnist_variant == "srvp" else "")
   builder = tfds.builder(name, data_dir=data_dir)
   if not builder.is_prepared():
     raise FileNotFoundError(

@@ -41,6 +41,9 @@ flags.DEFINE_integer("n_future", None, "Predicted frames (default: smmnist 20, k
                      "videos: the run's)")
 flags.DEFINE_enum("ssim", "tf", ["tf", "reference"], "tf: tf.image.ssim only; reference: also the "
                   "reference's SSIM (7x7 uniform window, data_range 2), reported as ssim_reference")
+flags.DEFINE_enum("psnr", "tf", ["tf", "srvp"], "tf: tf.image.psnr (the whole frame's MSE) only; "
+                  "srvp: also SRVP's (each channel's PSNR, averaged; its own best sample), "
+                  "reported as psnr_srvp: what SRVP's tables used on RGB data (BAIR)")
 flags.DEFINE_enum("generation_bn", None, ["moving", "batch"], "BatchNorm statistics when sampling "
                   "(default: the run's config, moving unless trained otherwise)")
 flags.DEFINE_integer("seed", 1, "Seed of the sampled latents: sample s of every video uses the "
@@ -51,6 +54,9 @@ flags.DEFINE_integer("num_figure_videos", 4, "Test videos drawn in the sample fi
 flags.DEFINE_string("lpips_path", None, "Optional LPIPS SavedModel (see svg_tf/metrics.py)")
 flags.DEFINE_string("i3d_path", None, "Optional I3D SavedModel for FVD (see svg_tf/metrics.py)")
 flags.DEFINE_string("mnist_path", None, "SM-MNIST digits: a Keras-format mnist.npz")
+flags.DEFINE_enum("smmnist_variant", None, ["svg", "srvp"], "SM-MNIST test set: svg (the SVG "
+                  "reference's generator) or srvp (SRVP's own test set: what SRVP's table, and its "
+                  "SVG-LP row, were scored on); default: the run's")
 flags.DEFINE_integer("cpu_replicas", 0, "Without GPUs: sample on N logical CPU devices")
 
 
@@ -68,7 +74,7 @@ def main(argv):
     raise app.UsageError(f"--seed={FLAGS.seed}: must be in [0, 2**31 - 1]")
 
   # TensorFlow starts here, once the flags are known to be good (--cpu_replicas needs that).
-  from pipelines import inputs, mnist_digits  # pylint: disable=g-import-not-at-top
+  from pipelines import inputs  # pylint: disable=g-import-not-at-top
   from svg_tf import checkpoints, evaluation, strategies  # pylint: disable=g-import-not-at-top
 
   strategy = strategies.make_strategy(FLAGS.cpu_replicas)
@@ -82,21 +88,21 @@ def main(argv):
     label = os.path.basename(os.path.normpath(model_dir))
     run = checkpoints.restore_run(model_dir, strategy)
     config = run.model.config
+    if FLAGS.smmnist_variant:  # score on the other SM-MNIST (e.g. SRVP's test set)
+      config = config.replace(smmnist_variant=FLAGS.smmnist_variant)
     default_past, default_future = HORIZONS.get(config.dataset, (config.n_past, config.n_future))
     n_past, n_future = FLAGS.n_past or default_past, FLAGS.n_future or default_future
     videos = inputs.test_videos(config, n_past + n_future, FLAGS.data_dir, FLAGS.max_videos,
                                 FLAGS.mnist_path, skip_bad_records=FLAGS.skip_bad_records,
                                 source=FLAGS.data_source)
-    digits = None
-    if videos.wall_hits is not None:  # SM-MNIST: the digits behind the wall-hit figures
-      digits = mnist_digits.load_digits("test", FLAGS.mnist_path).images
     curves[label] = evaluation.evaluate(
         run.model, videos, os.path.join(FLAGS.out, label) if several else FLAGS.out,
         n_past=n_past, n_future=n_future, checkpoint=run.checkpoint, checkpoint_step=run.step,
         num_samples=FLAGS.num_samples, reference_ssim=FLAGS.ssim == "reference",
         bn_mode=FLAGS.generation_bn, seed=FLAGS.seed, chunk_size=FLAGS.chunk_size,
         videos_per_batch=FLAGS.videos_per_batch, num_figure_videos=FLAGS.num_figure_videos,
-        lpips_path=FLAGS.lpips_path, i3d_path=FLAGS.i3d_path, digit_images=digits,
+        lpips_path=FLAGS.lpips_path, i3d_path=FLAGS.i3d_path,
+        digit_images=videos.digit_images, srvp_psnr=FLAGS.psnr == "srvp",
         strategy=strategy, label=label)
     logging.info("%s: SSIM %.4f +- %.4f, PSNR %.2f +- %.2f dB over %d videos", label,
                  curves[label]["ssim"]["mean"], curves[label]["ssim"]["ci95"],

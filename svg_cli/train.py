@@ -60,6 +60,9 @@ flags.DEFINE_enum("generation_bn", None, list(config_lib.BN_MODES),
                   "BatchNorm statistics when sampling: moving (default) or batch (the reference)")
 flags.DEFINE_bool("sync_batchnorm", None, "BatchNorm statistics over all replicas (default true)")
 flags.DEFINE_integer("num_digits", None, "SM-MNIST digits per video (reference 2)")
+flags.DEFINE_enum("smmnist_variant", None, ["svg", "srvp"], "SM-MNIST: svg, the SVG reference's "
+                  "generator (default); srvp, SRVP's (native 28x28 digits, exact reflection), the "
+                  "dataset of SRVP's table and its SVG-LP row")
 flags.DEFINE_bool("deterministic_bounce", None, "SM-MNIST: reflect at walls instead of drawing a "
                   "new random velocity")
 flags.DEFINE_integer("seed", None, "Seed of the data stream, the latent noise and the weights")
@@ -105,7 +108,8 @@ flags.DEFINE_bool("dry_run", False, "Build the model, print parameter counts and
 _CONFIG_FLAGS = ("arch", "batch_size", "train_steps", "n_past", "n_future", "z_dim", "g_dim",
                  "rnn_size", "predictor_rnn_layers", "posterior_rnn_layers", "prior_rnn_layers",
                  "base_filters", "beta", "lr", "beta1", "skip_rule", "torch_lstm_bias", "precision",
-                 "generation_bn", "sync_batchnorm", "num_digits", "deterministic_bounce", "seed",
+                 "generation_bn", "sync_batchnorm", "num_digits", "deterministic_bounce",
+                 "smmnist_variant", "seed",
                  "bair_camera")
 
 
@@ -120,7 +124,7 @@ def config_from_flags() -> config_lib.SVGConfig:
     if FLAGS.last_frame_skip:
       values["skip_rule"] = "previous_frame"
   if FLAGS.dataset != "smmnist":
-    for name in ("num_digits", "deterministic_bounce"):
+    for name in ("num_digits", "deterministic_bounce", "smmnist_variant"):
       if values[name] is not None:
         raise ValueError(f"--{name} applies to --dataset=smmnist only")
   if FLAGS.dataset != "bair":

@@ -20,6 +20,7 @@ SKIP_RULES = ("last_context", "reference", "previous_frame")
 PRECISIONS = ("float32", "mixed_bfloat16")
 BN_MODES = ("moving", "batch")  # BatchNorm statistics used when generating
 BAIR_CAMERAS = ("aux1", "main")  # image_aux1 is the camera every paper uses
+SMMNIST_VARIANTS = ("svg", "srvp")  # whose SM-MNIST generator (pipelines/smmnist.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,7 @@ class SVGConfig:
   precision: str = "float32"
   num_digits: int = 2  # SM-MNIST only
   deterministic_bounce: bool = False  # SM-MNIST only: reflect at walls instead of a random new velocity
+  smmnist_variant: str = "svg"  # SM-MNIST only: the SVG reference's generator, or SRVP's
   action_dim: int = 0  # > 0: the frame predictor also sees the action a_{t-1} (BAIR: 4); 0: the paper
   bair_camera: str = "aux1"  # BAIR only: which camera's frames
   seed: int = 1
@@ -73,7 +75,7 @@ class SVGConfig:
 
     for field, choices in (("model", MODELS), ("arch", ARCHS), ("skip_rule", SKIP_RULES),
                            ("precision", PRECISIONS), ("generation_bn", BN_MODES),
-                           ("bair_camera", BAIR_CAMERAS)):
+                           ("bair_camera", BAIR_CAMERAS), ("smmnist_variant", SMMNIST_VARIANTS)):
       if getattr(self, field) not in choices:
         fail(field, f"must be one of {', '.join(choices)}")
     if self.image_size not in (64, 128):

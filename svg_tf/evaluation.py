@@ -130,8 +130,9 @@ class Scores:
 def score(sampler: Sampler, frames: np.ndarray, num_samples: int, seed: int = 1,
           videos_per_batch: int = 8, reference_ssim: bool = False, keep: int = 4,
           keep_samples: int = 3, lpips=None, i3d=None,
-          actions: Optional[np.ndarray] = None) -> Scores:
-  """Best-of-N SSIM/PSNR per test video (and the reference's SSIM if asked), with progress lines.
+          actions: Optional[np.ndarray] = None, srvp_psnr: bool = False) -> Scores:
+  """Best-of-N SSIM/PSNR per test video (and the reference's SSIM, SRVP's channel-averaged PSNR if
+  asked, each with its own best sample), with progress lines.
 
   frames: the test videos (V, T, H, W, C) in [0, 1], T >= n_past + n_future; actions (V, T, A)
   for an action-conditioned model.
@@ -148,6 +149,8 @@ def score(sampler: Sampler, frames: np.ndarray, num_samples: int, seed: int = 1,
   scorers = {"ssim": metrics.ssim_per_frame, "psnr": metrics.psnr_per_frame}
   if reference_ssim:
     scorers["ssim_reference"] = metrics.reference_ssim_per_frame
+  if srvp_psnr:
+    scorers["psnr_srvp"] = metrics.psnr_srvp_per_frame
   if lpips is not None:
     scorers["lpips"] = lpips
   best = {k: [] for k in scorers}
@@ -243,7 +246,8 @@ def evaluation_fields(config: SVGConfig, step: int, checkpoint: str, num_samples
           "n_past": n_past, "n_future": n_future, "train_n_future": config.n_future,
           "batchnorm": bn_mode,
           "ssim_definition": "tf.image.ssim(max_val=1.0): 11x11 Gaussian window, sigma 1.5",
-          "psnr_definition": "tf.image.psnr(max_val=1.0) per frame",
+          "psnr_definition": "tf.image.psnr(max_val=1.0) per frame (the whole frame's MSE); "
+                             "psnr_srvp, when asked: SRVP's, per channel then averaged",
           "selection": "per video and per metric, the sample with the best mean over predicted frames",
           "interval": "95%: 1.96 * std / sqrt(num_videos) over videos"}
 
@@ -265,7 +269,7 @@ def evaluate(model: SVG, videos, out_dir: str, n_past: int, n_future: int, check
              bn_mode: Optional[str] = None, seed: int = 1, chunk_size: int = 256,
              videos_per_batch: int = 8, num_figure_videos: int = 4, lpips_path: Optional[str] = None,
              i3d_path: Optional[str] = None, digit_images: Optional[np.ndarray] = None,
-             strategy=None, label: str = "") -> Dict:
+             strategy=None, label: str = "", srvp_psnr: bool = False) -> Dict:
   """Scores `model` on a test set; writes metrics.json, per_video.csv, curves and figures.
 
   Data enters here, already loaded (evaluate.py reads it with `pipelines.inputs.test_videos`):
@@ -290,7 +294,8 @@ def evaluate(model: SVG, videos, out_dir: str, n_past: int, n_future: int, check
   lpips = metrics.load_lpips(lpips_path) if lpips_path else None
   i3d = metrics.load_i3d(i3d_path) if i3d_path else None
   scores = score(sampler, videos.frames, num_samples, seed, videos_per_batch, reference_ssim,
-                 keep=num_figure_videos, lpips=lpips, i3d=i3d, actions=actions)
+                 keep=num_figure_videos, lpips=lpips, i3d=i3d, actions=actions,
+                 srvp_psnr=srvp_psnr)
   result = summary(scores, label=label, **evaluation_fields(config, checkpoint_step, checkpoint,
                                                             num_samples, n_past, n_future, bn_mode))
   result["test_set"] = videos.description
@@ -348,8 +353,8 @@ def write_summaries(out_dir: str, result: Dict, checkpoint_step: int,
     eval/<metric>_per_frame                      the per-frame curve, step = frame number (1-based)
     eval/samples                                 ground truth, posterior reconstruction, samples
   """
-  metric_names = [k for k in ("ssim", "psnr", "ssim_reference", "lpips") if "mean" in
-                  result.get(k, {})]
+  metric_names = [k for k in ("ssim", "psnr", "ssim_reference", "psnr_srvp", "lpips")
+                  if "mean" in result.get(k, {})]
   first_frame = result["n_past"] + 1
   with tf.summary.create_file_writer(out_dir).as_default():
     for name in metric_names:

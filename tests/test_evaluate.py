@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import inputs, mnist_digits
+from pipelines import inputs
 from svg_tf import checkpoints, evaluation, metrics, strategies, train_loop
 from svg_tf.model import SVG
 from tests.conftest import ROOT
@@ -55,6 +55,28 @@ def test_best_sample_is_found_and_context_frames_are_never_scored():
   assert len(summary["ssim"]["per_frame_mean"]) == 4 and summary["num_videos"] == 5
   assert summary["mean_over_samples"]["ssim"]["mean"] == pytest.approx(
       scores.sample_mean["ssim"].mean())
+
+
+class FixedSamples:
+  """A sampler returning given samples (V, S, T, H, W, C) whatever it is asked."""
+
+  def __init__(self, samples, n_past):
+    self.samples, self.n_past, self.n_future = samples, n_past, samples.shape[2]
+
+  def sample(self, context, num_samples, seed, actions=None):
+    return self.samples, np.ones(self.samples.shape[:3], np.float32)
+
+
+def test_srvp_psnr_picks_its_own_best_sample():
+  """Sample 0 errs equally in every channel, sample 1 mostly in red: the frame's PSNR prefers
+  sample 0, SRVP's channel average sample 1."""
+  truth = np.full((1, 3, 16, 16, 3), 0.5, np.float32)  # 1 context + 2 predicted frames
+  samples = np.stack([truth[:, 1:] + np.float32([0.05, 0.05, 0.05]),
+                      truth[:, 1:] + np.float32([0.1, 0.001, 0.001])], axis=1)
+  scores = evaluation.score(FixedSamples(samples, 1), truth, num_samples=2, srvp_psnr=True)
+  assert scores.best_index["psnr"][0] == 0 and scores.best_index["psnr_srvp"][0] == 1
+  np.testing.assert_allclose(scores.best["psnr"][0], 10 * np.log10(1 / 0.05 ** 2), rtol=1e-5)
+  np.testing.assert_allclose(scores.best["psnr_srvp"][0], (20 + 60 + 60) / 3, rtol=1e-4)
 
 
 def test_sampler_results_do_not_depend_on_chunking_or_batch(tiny_config):
@@ -121,7 +143,7 @@ def evaluate_run(model_dir, out, n_past, n_future, max_videos, **kwargs):
   run = checkpoints.restore_run(model_dir)
   videos = inputs.test_videos(run.model.config, n_past + n_future, max_videos=max_videos)
   return evaluation.evaluate(run.model, videos, out, n_past, n_future, run.checkpoint, run.step,
-                             digit_images=mnist_digits.load_digits("test").images, **kwargs)
+                             digit_images=videos.digit_images, **kwargs)
 
 
 def test_evaluate_run_writes_metrics_csv_and_figures(trained_run, tmp_path):

@@ -307,3 +307,19 @@ def test_fake_i3d_savedmodel_and_fvd(tmp_path):
   real = np.concatenate([videos, rng.uniform(size=(3, 4, 16, 16, 3)).astype(np.float32)])
   assert abs(metrics.frechet_distance(i3d(real), i3d(real))) < 1e-4
   assert metrics.frechet_distance(i3d(real), i3d(0.5 * real)) > 0.1
+
+
+def test_srvp_psnr_averages_the_channels_psnr_against_the_closed_form():
+  truth = np.full((2, 3, 16, 16, 3), 0.5, np.float32)  # [videos, frames, H, W, RGB]
+  offsets = np.array([0.1, 0.01, 0.001], np.float32)  # unequal channel errors
+  pred = truth + offsets
+  srvp = metrics.psnr_srvp_per_frame(pred, truth)
+  whole = metrics.psnr_per_frame(pred, truth)
+  mse = offsets.astype(np.float64) ** 2
+  np.testing.assert_allclose(srvp, np.mean(10 * np.log10(1 / mse)), rtol=1e-5)  # 20, 40, 60 -> 40
+  np.testing.assert_allclose(whole, 10 * np.log10(1 / mse.mean()), rtol=1e-5)  # 24.73 dB
+  assert srvp.shape == (2, 3) and np.all(srvp > whole + 15)
+  grey = pred[..., :1]
+  np.testing.assert_allclose(metrics.psnr_srvp_per_frame(grey, truth[..., :1]),
+                             metrics.psnr_per_frame(grey, truth[..., :1]), rtol=1e-5)
+  assert np.all(metrics.psnr_srvp_per_frame(truth, truth) == metrics.PSNR_CAP_DB)
