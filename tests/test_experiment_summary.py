@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "experiments", "smmnist_cpu", "summarize.py")
@@ -91,3 +92,36 @@ def test_a_missing_discussion_file_is_refused_before_any_output(tmp_path):
   assert out.returncode != 0
   assert "absent.md does not exist" in out.stderr
   assert not os.path.exists(results)
+
+
+def test_paired_before_hit_differences_changes_and_a_rerun_from_the_results(tmp_path):
+  """Before-hit pairs, paired changes from an earlier evaluation, per-video curves kept in the
+  results (so the results folder is itself an evaluation a rerun can read), and changes.json
+  from two summaries alone."""
+  old, new = str(tmp_path / "old"), str(tmp_path / "new")
+  _write_model(old, "lp", after_value=0.6, prior_ratio=1.5)
+  _write_model(old, "fp", after_value=0.55, prior_ratio=1.0)
+  _write_model(new, "lp", after_value=0.7, prior_ratio=2.0)
+  _write_model(new, "fp", after_value=0.58, prior_ratio=1.0)
+  old_results, new_results = str(tmp_path / "old_results"), str(tmp_path / "new_results")
+  assert _summarize(f"--eval_dir={old}", f"--results_dir={old_results}").returncode == 0
+  out = _summarize(f"--eval_dir={new}", f"--results_dir={new_results}",
+                   f"--previous_eval_dir={old_results}")  # the kept curves of the old results
+  assert out.returncode == 0, out.stderr[-3000:]
+  summary = json.load(open(os.path.join(new_results, "summary.json")))
+  before = summary["before_first_hit"]["ssim"]
+  np.testing.assert_allclose(before["lp_minus_fp"], [0.0, 0.0], atol=1e-12)  # 0.5 vs 0.5
+  assert before["num_videos"] == 3  # videos 0, 2, 3: video 1's hit leaves no frame before it
+  change = summary["change_from_previous"]["ssim"]
+  np.testing.assert_allclose(change["lp"]["best"], [0.1, 0.0], atol=1e-12)
+  np.testing.assert_allclose(change["fp"]["best"], [0.03, 0.0], atol=1e-12)
+  assert change["lp"]["rose_fraction"] == 1.0 and change["lp"]["num_videos"] == 2
+  assert os.path.exists(os.path.join(new_results, "lp", "per_video_curves.npz"))
+  out = _summarize(f"--results_dir={new_results}",
+                   f"--previous_summary={os.path.join(old_results, 'summary.json')}")
+  assert out.returncode == 0, out.stderr[-3000:]
+  changes = json.load(open(os.path.join(new_results, "changes.json")))
+  assert changes["ssim"]["lp"]["after_first_hit"] == pytest.approx(0.1)
+  assert changes["ssim"]["fp"]["after_first_hit"] == pytest.approx(0.03)
+  assert changes["ssim"]["before_first_hit_now"]["lp_minus_fp"] == pytest.approx(0.0)
+  assert changes["prior_std_ratio_after_hit"]["lp"] == {"now": 2.0, "previous": 1.5}

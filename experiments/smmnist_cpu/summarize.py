@@ -12,11 +12,22 @@ per_video_curves.npz) and the train.py run folders, then measures:
      against all other steps (the paper's Fig. 6), from metrics.json.
   3. SVG-FP on the same footing.
 
+  4. Paired differences between models before the first hit too, and, with
+     --previous_eval_dir (an earlier evaluation of the same models on the same videos, e.g. before
+     training longer), each model's paired change from it.
+
   python experiments/smmnist_cpu/summarize.py --eval_dir=W/eval --runs_dir=W/runs \
-      --results_dir=experiments/smmnist_cpu/results [--train_times=W/train_times.txt]
+      --results_dir=experiments/smmnist_cpu/results [--train_times=W/train_times.txt] \
+      [--previous_eval_dir=W/eval_16k]
 
 Writes results_dir/RESULTS.md (with --discussion, or results_dir/../discussion.md, appended), the
-figures, per-model metrics.json and sample GIFs, and summary.json with every number.
+figures, per-model metrics.json, per_video_curves.npz and sample GIFs, and summary.json with every
+number: a later rerun can take results_dir itself as --eval_dir (or --previous_eval_dir).
+
+  python experiments/smmnist_cpu/summarize.py --results_dir=NEW --previous_summary=OLD/summary.json
+
+writes NEW/changes.json from two summary.json files alone: the differences of their means (for
+evaluations whose per-video curves were not kept, so no paired interval exists).
 """
 
 import json
@@ -33,6 +44,10 @@ flags.DEFINE_string("train_times", None, "lines '<model> trained in <s> s' (run.
 flags.DEFINE_string("title", "SVG at CPU scale on Stochastic Moving MNIST", "RESULTS.md's heading")
 flags.DEFINE_string("discussion", None, "markdown appended to RESULTS.md; default: "
                     "<results_dir>/../discussion.md when it exists")
+flags.DEFINE_string("previous_eval_dir", None, "an earlier evaluation of the same models on the "
+                    "same test videos: paired changes from it go into summary.json")
+flags.DEFINE_string("previous_summary", None, "without --eval_dir: an earlier summary.json; "
+                    "writes <results_dir>/changes.json, the differences of the two summaries' means")
 FLAGS = flags.FLAGS
 
 NAMES = {"lp": "SVG-LP", "fp": "SVG-FP", "det": "deterministic"}
@@ -121,8 +136,64 @@ def plot_losses(runs_dir, models, path):
   plt.close(fig)
 
 
+def paired_changes(previous, curves, models, first, n_past, metric):
+  """Per model, the per-video change of the best sample's metric after the first hit (and of the
+  mean over samples) from the previous evaluation: mean, 95% interval, fraction that rose."""
+  out = {}
+  for m in models:
+    now, _ = after_hit_means(curves[m][f"best_{metric}"], first, n_past)
+    before, _ = after_hit_means(previous[m][f"best_{metric}"], first, n_past)
+    keep = np.isfinite(now) & np.isfinite(before)
+    diff = now[keep] - before[keep]
+    out[m] = {"best": mean_ci(diff), "rose_fraction": float((diff > 0).mean()),
+              "num_videos": int(keep.sum())}
+    if f"mean_{metric}" in curves[m] and f"mean_{metric}" in previous[m]:
+      now_mean, _ = after_hit_means(curves[m][f"mean_{metric}"], first, n_past)
+      old_mean, _ = after_hit_means(previous[m][f"mean_{metric}"], first, n_past)
+      out[m]["mean_of_samples"] = mean_ci(now_mean[keep] - old_mean[keep])
+  return out
+
+
+def summary_changes(now, previous):
+  """Differences of the means of two summary.json (now - previous), for the models both have,
+  and the between-model differences of `now` that both means give: what is traceable when the
+  per-video curves behind paired intervals were not kept."""
+  models = [m for m in now["models"] if m in previous["models"]]
+  diff = lambda a, b: float(a[0] - b[0])
+  out = {"note": "differences of means from the two summary.json files (unpaired: the per-video "
+                 "curves were not kept, so there is no paired interval)", "models": models}
+  for metric in ("ssim", "psnr"):
+    out[metric] = {m: {
+        "after_first_hit": diff(now["after_first_hit"][metric][m],
+                                previous["after_first_hit"][metric][m]),
+        "after_first_hit_mean_of_samples": diff(
+            now["after_first_hit_mean_over_samples"][metric][m],
+            previous["after_first_hit_mean_over_samples"][metric][m]),
+        "before_first_hit": diff(now["before_first_hit"][metric][m],
+                                 previous["before_first_hit"][metric][m]),
+    } for m in models}
+    out[metric]["before_first_hit_now"] = {
+        f"{a}_minus_{b}": diff(now["before_first_hit"][metric][a],
+                               now["before_first_hit"][metric][b])
+        for a, b in PAIRS if a in now["models"] and b in now["models"]}
+  out["prior_std_ratio_after_hit"] = {
+      m: {"now": now["prior_std"][m]["after_wall_hit"]["ratio"],
+          "previous": previous["prior_std"][m]["after_wall_hit"]["ratio"]}
+      for m in models if now["prior_std"].get(m) and previous["prior_std"].get(m)}
+  return out
+
+
 def main(argv):
   del argv
+  if FLAGS.eval_dir is None:
+    if not FLAGS.previous_summary:
+      raise app.UsageError("pass --eval_dir (a full summary) or --previous_summary (changes only)")
+    now = json.load(open(os.path.join(FLAGS.results_dir, "summary.json")))
+    changes = summary_changes(now, json.load(open(FLAGS.previous_summary)))
+    with open(os.path.join(FLAGS.results_dir, "changes.json"), "w") as f:
+      json.dump(changes, f, indent=2)
+    print(json.dumps(changes, indent=1))
+    return
   if FLAGS.discussion and not os.path.exists(FLAGS.discussion):
     raise app.UsageError(f"--discussion={FLAGS.discussion} does not exist")
   models = [m for m in ("lp", "fp", "det") if os.path.isdir(os.path.join(FLAGS.eval_dir, m))]
@@ -133,6 +204,10 @@ def main(argv):
   for m in models:
     metrics[m] = json.load(open(os.path.join(FLAGS.eval_dir, m, "metrics.json")))
     curves[m] = dict(np.load(os.path.join(FLAGS.eval_dir, m, "per_video_curves.npz")))
+  previous = None
+  if FLAGS.previous_eval_dir:
+    previous = {m: dict(np.load(os.path.join(FLAGS.previous_eval_dir, m,
+                                             "per_video_curves.npz"))) for m in models}
   first_model = models[0]
   n_past = metrics[first_model]["n_past"]
   first = first_uncertain_hit(curves[first_model]["wall_hits"], n_past)
@@ -160,10 +235,16 @@ def main(argv):
                                            for m in models}
     for a, b in PAIRS:
       if a in models and b in models:
-        diff = per_model_after[a][keep] - per_model_after[b][keep]
-        summary["after_first_hit"][metric][f"{a}_minus_{b}"] = mean_ci(diff)
-        summary["after_first_hit"][metric][f"{a}_above_{b}_fraction"] = float((diff > 0).mean())
+        for part, values, mask in (("after_first_hit", per_model_after, keep),
+                                   ("before_first_hit", per_model_before, keep_b)):
+          diff = values[a][mask] - values[b][mask]
+          summary[part][metric][f"{a}_minus_{b}"] = mean_ci(diff)
+          summary[part][metric][f"{a}_above_{b}_fraction"] = float((diff > 0).mean())
     summary["after_first_hit"][metric]["num_videos"] = int(keep.sum())
+    summary["before_first_hit"][metric]["num_videos"] = int(keep_b.sum())
+    if previous is not None:
+      summary.setdefault("change_from_previous", {})[metric] = paired_changes(
+          previous, curves, models, first, n_past, metric)
     # One random sample on average (evaluate.py's mean over samples), after the same hit: what a
     # single draw is worth, and how much best-of-N owes to the samples' spread.
     summary["after_first_hit_mean_over_samples"].setdefault(metric, {})
@@ -183,10 +264,10 @@ def main(argv):
   for m in models:
     dest = os.path.join(FLAGS.results_dir, m)
     os.makedirs(dest, exist_ok=True)
-    for name in ("metrics.json", "samples_000.gif", "samples_001.gif", "samples_000.png",
-                 "prior_std.png", "displacements.png"):
+    for name in ("metrics.json", "per_video_curves.npz", "samples_000.gif", "samples_001.gif",
+                 "samples_000.png", "prior_std.png", "displacements.png"):
       src = os.path.join(FLAGS.eval_dir, m, name)
-      if os.path.exists(src):
+      if os.path.exists(src) and not os.path.samefile(os.path.dirname(src), dest):
         shutil.copy(src, os.path.join(dest, name))
   for name in ("ssim_per_frame.png", "psnr_per_frame.png"):
     src = os.path.join(FLAGS.eval_dir, name)
@@ -320,5 +401,5 @@ def write_results_md(s, models):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["eval_dir", "results_dir"])
+  flags.mark_flags_as_required(["results_dir"])
   app.run(main)
