@@ -16,7 +16,6 @@ the numbers measure the pipeline, not a particular disk. Run it alone: the machi
 shared by the input threads and the step.
 """
 
-import json
 import os
 import statistics
 import sys
@@ -24,8 +23,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app, flags, logging  # noqa: E402
+import record  # noqa: E402  (bench/record.py)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -40,6 +41,8 @@ flags.DEFINE_integer("warmup_batches", 20, "Untimed batches first (fills buffers
 flags.DEFINE_integer("model_steps", 3, "Timed full-size training steps (0: skip the model).")
 flags.DEFINE_integer("synthetic_videos", 512, "Synthetic data: BAIR trajectories / KTH videos "
                      "(KTH: at most 100, 70 frames each).")
+flags.DEFINE_string("out", None, "Also write the result to bench/results/OUT.json (or to OUT if "
+                    "it ends in .json), with the machine it ran on.")
 FLAGS = flags.FLAGS
 
 
@@ -113,7 +116,7 @@ def main(argv):
     model_fps = time_model(config)
     result.update(train_step_frames_per_s=round(model_fps, 2),
                   input_over_step=round(input_fps / model_fps, 1), target_ratio=10)
-  print(json.dumps(result))
+  record.save("input_pipeline", result, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,14 @@ sequences and latent noise, and reports both loss curves and their relative gap 
   python bench/precision_tracking.py --steps=40 --batch_size=16
 """
 
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app, flags  # noqa: E402
+import record  # noqa: E402  (bench/record.py)
 import numpy as np  # noqa: E402
 
 from pipelines import inputs  # noqa: E402
@@ -22,6 +23,8 @@ from svg_tf.trainer import Trainer  # noqa: E402
 flags.DEFINE_integer("steps", 40, "Training steps per precision.")
 flags.DEFINE_integer("batch_size", 16, "Global batch.")
 flags.DEFINE_integer("window", 10, "Steps averaged per reported window.")
+flags.DEFINE_string("out", None, "Also write the result to bench/results/OUT.json (or to OUT if "
+                    "it ends in .json), with the machine it ran on.")
 FLAGS = flags.FLAGS
 
 
@@ -49,9 +52,11 @@ def main(argv):
     b = np.mean(runs["mixed_bfloat16"]["loss"][start:start + w])
     windows.append({"steps": f"{start + 1}-{min(start + w, FLAGS.steps)}", "float32": round(a, 5),
                     "mixed_bfloat16": round(b, 5), "relative_gap": round(abs(b - a) / a, 4)})
-  print(json.dumps({"batch": FLAGS.batch_size, "steps": FLAGS.steps, "windows": windows,
-                    "loss_float32": [round(v, 5) for v in runs["float32"]["loss"]],
-                    "loss_mixed_bfloat16": [round(v, 5) for v in runs["mixed_bfloat16"]["loss"]]}))
+  record.save("precision_tracking", {
+      "batch": FLAGS.batch_size, "steps": FLAGS.steps, "windows": windows,
+      "largest_relative_gap": max(w["relative_gap"] for w in windows),
+      "loss_float32": [round(v, 5) for v in runs["float32"]["loss"]],
+      "loss_mixed_bfloat16": [round(v, 5) for v in runs["mixed_bfloat16"]["loss"]]}, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,16 @@ after warm-up, for the batched sampler that evaluate.py uses. Compare with
   python bench/sample.py --dataset=smmnist --batch_size=16 [--precision=mixed_bfloat16]
 """
 
-import json
 import os
 import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app, flags  # noqa: E402
+import record  # noqa: E402  (bench/record.py)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -32,6 +33,8 @@ flags.DEFINE_integer("batch_size", 16, "Sequences generated per call.")
 flags.DEFINE_enum("precision", "float32", list(config_lib.PRECISIONS), "Keras dtype policy.")
 flags.DEFINE_integer("steps", 10, "Timed calls after warm-up.")
 flags.DEFINE_integer("warmup", 2, "Untimed calls (the first traces the graph).")
+flags.DEFINE_string("out", None, "Also write the result to bench/results/OUT.json (or to OUT if "
+                    "it ends in .json), with the machine it ran on.")
 FLAGS = flags.FLAGS
 
 
@@ -52,13 +55,13 @@ def main(argv):
     if i >= FLAGS.warmup:
       times.append(time.perf_counter() - start)
   median = statistics.median(times)
-  print(json.dumps({
+  record.save("sample", {
       "framework": "tensorflow", "mode": "generate", "precision": FLAGS.precision,
       "dataset": FLAGS.dataset, "batch": FLAGS.batch_size, "n_past": n_past, "n_future": n_future,
       "step_ms_median": round(1000 * median, 2),
       "frames_per_s": round(FLAGS.batch_size * n_future / median, 2),
       "step_ms_min": round(1000 * min(times), 2), "tensorflow": tf.__version__,
-  }))
+  }, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app, flags  # noqa: E402
+import record  # noqa: E402  (bench/record.py)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -43,6 +45,8 @@ flags.DEFINE_integer("num_future", 28, "Generated frames per sample")
 flags.DEFINE_integer("n_context", 2, "Context frames")
 flags.DEFINE_integer("requests", 10, "Timed requests")
 flags.DEFINE_integer("warmup", 1, "Untimed requests after the warm-up file's")
+flags.DEFINE_string("out", None, "Also write the result to bench/results/OUT.json (or to OUT if "
+                    "it ends in .json), with the machine it ran on.")
 FLAGS = flags.FLAGS
 
 
@@ -94,8 +98,9 @@ def main(argv):
       if i >= FLAGS.warmup:
         times.append(time.perf_counter() - start)
   p50 = statistics.median(times)
-  print(json.dumps({
+  record.save("serve", {
       "p50_ms": round(1000 * p50, 1),
+      "max_ms": round(1000 * max(times), 1),
       "p95_ms": round(1000 * float(np.percentile(times, 95)), 1),
       "min_ms": round(1000 * min(times), 1),
       "frames_per_s": round(FLAGS.num_samples * FLAGS.num_future / p50, 1),
@@ -106,7 +111,7 @@ def main(argv):
       "export_s": round(export_s, 1), "load_s": round(load_s, 1),
       "warmup_file_ms": round(warmup_file_ms, 1), "tensorflow": tf.__version__,
       "cpu_threads": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
-  }))
+  }, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,16 @@ frames, after warm-up. Compare with `python ../shared/bench/torch_svg_ref.py --d
   python bench/train_step.py --dataset=smmnist --batch_size=16 [--precision=mixed_bfloat16]
 """
 
-import json
 import os
 import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app, flags  # noqa: E402
+import record  # noqa: E402  (bench/record.py)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -29,6 +30,8 @@ flags.DEFINE_integer("steps", 10, "Timed steps after warm-up.")
 flags.DEFINE_integer("warmup", 3, "Untimed steps (the first one traces the graph).")
 flags.DEFINE_bool("jit_compile", False, "Compile the replica step with XLA.")
 flags.DEFINE_bool("torch_lstm_bias", True, "Count parameters as the torch reference does.")
+flags.DEFINE_string("out", None, "Also write the result to bench/results/OUT.json (or to OUT if "
+                    "it ends in .json), with the machine it ran on.")
 FLAGS = flags.FLAGS
 
 
@@ -49,14 +52,14 @@ def main(argv):
       times.append(time.perf_counter() - start)
   median = statistics.median(times)
   frames_per_step = config.batch_size * config.seq_len
-  print(json.dumps({
+  record.save("train_step", {
       "framework": "tensorflow", "params": sum(trainer.model.parameter_counts().values()),
       "precision": FLAGS.precision, "step_ms_median": round(1000 * median, 2),
       "frames_per_s": round(frames_per_step / median, 2), "dataset": FLAGS.dataset,
       "batch": config.batch_size, "steps": FLAGS.steps, "warmup": FLAGS.warmup,
       "jit_compile": FLAGS.jit_compile, "frames_per_step": frames_per_step,
       "step_ms_min": round(1000 * min(times), 2), "tensorflow": tf.__version__,
-  }))
+  }, FLAGS.out)
 
 
 if __name__ == "__main__":

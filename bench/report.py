@@ -1,0 +1,169 @@
+"""The README's measured figures, rendered from the bench records in bench/results/.
+
+Each README block between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` is what `render(NAME)`
+makes from the committed JSON files, so every speed figure there traces to a file (which says the
+command, the machine and the packages). After re-running benches:
+
+  python bench/report.py --write     # rewrites the README's blocks
+  python bench/report.py             # checks them (tests/test_readme_numbers.py does too)
+"""
+
+import argparse
+import os
+import re
+import sys
+from typing import Callable, Dict
+
+import record
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+BLOCK = re.compile(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench:\1 -->", re.S)
+
+
+def _r(name):
+  return record.load(name)["result"]
+
+
+def _machine(name):
+  m = record.load(name)["machine"]
+  return f"{m['cpu']}, {m['cores']} cores"
+
+
+def two_commands() -> str:
+  f32 = _r("train_step_smmnist_b16_float32")
+  seconds = 200 * f32["frames_per_step"] / f32["frames_per_s"]
+  return (f"Train SVG-LP on Stochastic Moving MNIST (real MNIST digits, offline) for a short run, "
+          f"about {round(seconds / 60 + 0.5)} minutes on a 2-core CPU (200 steps at about "
+          f"{f32['frames_per_s']:.0f} frames/s, `bench/results/train_step_smmnist_b16_float32."
+          "json`); it prints the run directory, then progress lines, and writes checkpoints,\n"
+          "TensorBoard summaries and a sample GIF there:\n")
+
+
+def train_speed() -> str:
+  yard = _r("yardstick_train_smmnist_b16")
+  rows = [("PyTorch reference (torch 2.13, 2 threads)", yard)]
+  for precision in ("float32", "mixed_bfloat16"):
+    rows.append((f"svg_tf {precision}", _r(f"train_step_smmnist_b16_{precision}")))
+  lines = [f"Measured back to back on this 2-core CPU ({_machine('yardstick_train_smmnist_b16')};"
+           " `bench/results/`):", "", "| | frames/s | vs PyTorch reference |", "|---|---|---|"]
+  for label, r in rows:
+    lines.append(f"| {label} | {r['frames_per_s']:.1f} | "
+                 f"{r['frames_per_s'] / yard['frames_per_s']:.2f}x |")
+  jit = {p: _r(f"train_step_smmnist_b16_{p}_jit") for p in ("float32", "mixed_bfloat16")}
+  plain = {p: _r(f"train_step_smmnist_b16_{p}") for p in ("float32", "mixed_bfloat16")}
+  lines += ["", "XLA (`--jit_compile`) on this CPU: "
+            f"{jit['float32']['step_ms_median'] / 1000:.2f} s per step in float32 and "
+            f"{jit['mixed_bfloat16']['step_ms_median'] / 1000:.2f} s in bfloat16, against "
+            f"{plain['float32']['step_ms_median'] / 1000:.2f} s and "
+            f"{plain['mixed_bfloat16']['step_ms_median'] / 1000:.2f} s without it (medians of "
+            f"{plain['float32']['steps']} steps after {plain['float32']['warmup']} untimed ones)."]
+  return "\n".join(lines) + "\n"
+
+
+def sample_speed() -> str:
+  yard = _r("yardstick_generate_smmnist_b16")
+  f32, bf16 = (_r(f"sample_smmnist_b16_{p}") for p in ("float32", "mixed_bfloat16"))
+  return (f"`bench/sample.py` (full SM-MNIST model, batch 16, {f32['n_past']} -> "
+          f"{f32['n_future']} frames) against the yardstick's `--generate`, back to back: PyTorch "
+          f"{yard['frames_per_s']:.1f} generated frames/s; svg_tf float32 "
+          f"{f32['frames_per_s']:.1f} ({f32['frames_per_s'] / yard['frames_per_s']:.2f}x), "
+          f"mixed_bfloat16 {bf16['frames_per_s']:.1f} "
+          f"({bf16['frames_per_s'] / yard['frames_per_s']:.2f}x).\n")
+
+
+def input_speed() -> str:
+  lines = ["| dataset | input pipeline | full-size training step | ratio (target >= 10) |",
+           "|---|---|---|---|"]
+  results = {d: _r(f"input_pipeline_{d}") for d in ("bair", "kth")}
+  for dataset, label in (("bair", "BAIR (VGG-64, 12-frame windows)"),
+                         ("kth", "KTH (VGG-64, 20-frame windows)")):
+    r = results[dataset]
+    lines.append(f"| {label} | {r['input_frames_per_s']:,.0f} frames/s | "
+                 f"{r['model_frames_per_s']:.1f} frames/s | {r['ratio']:,.0f}x |")
+  bair = results["bair"]
+  disk = 200e6 / 737e3 * 12  # 200 MB/s over a whole 737 KB record per 12-frame window
+  lines += ["", "The files were in the page cache. From a disk, BAIR reads a whole 737 KB record "
+            "(30 frames, two\ncameras) per 12-frame window, so 200 MB/s of disk still gives about "
+            f"{disk:,.0f} frames/s, {disk / bair['model_frames_per_s']:,.0f}x the step."]
+  return "\n".join(lines) + "\n"
+
+
+def serve_speed() -> str:
+  parts = []
+  for preset, label in (("smmnist", "SM-MNIST"), ("bair", "BAIR")):
+    r = _r(f"serve_{preset}")
+    parts.append(f"{label} p50 {r['p50_ms'] / 1000:.1f} s over {r['requests']} requests (max "
+                 f"{r['max_ms'] / 1000:.1f} s; {r['frames_per_s']:.0f} generated frames/s)")
+  return ("through the loaded SavedModel. On this 2-core CPU, untrained full-size models: "
+          + "; ".join(parts) + ".\n")
+
+
+def precision_tracking() -> str:
+  r = _r("precision_tracking_smmnist_b16")
+  first, last = r["windows"][0], r["windows"][-1]
+  return (f"A short run's losses in mixed_bfloat16 track float32 from the same seed within "
+          f"{100 * r['largest_relative_gap']:.2f}% over {r['steps']} steps\n"
+          f"(`bench/precision_tracking.py`: window means {first['mixed_bfloat16']:.5f} vs "
+          f"{first['float32']:.5f} at steps {first['steps']}, {last['mixed_bfloat16']:.5f} vs "
+          f"{last['float32']:.5f} at steps {last['steps']}).\n")
+
+
+def own_videos() -> str:
+  r = _r("own_videos")
+  s = r["seconds"]
+  return "\n".join([
+      f"Measured here (2-core CPU, `bench/own_videos.py`, `bench/results/own_videos.json`), on a "
+      f"folder of {r['clips']} synthetic {r['clip_size'][0]}x{r['clip_size'][1]} mp4 clips of "
+      f"{r['frames_per_clip']} frames at 25 fps (moving shapes, stand-ins for a phone's clips; "
+      f"`pipelines/fixtures/videos.py` writes such files), {r['test_videos']} of them in the "
+      "test split:", "",
+      "| step | time | what came out |", "|---|---|---|",
+      f"| convert (`python -m pipelines.videos`) | {s['convert']:.1f} s | {r['clips']} clips "
+      f"centre-cropped to 64x64x3, {r['train_videos']} train / {r['test_videos']} test |",
+      f"| `svg-train` ({r['train_steps']} steps, batch 8, the small model above) | "
+      f"{s['train']:.0f} s | mean loss of the first 50 steps {r['loss_first_50_steps']}, of the "
+      f"last 50 {r['loss_last_50_steps']} |",
+      f"| `svg-evaluate` ({r['eval_videos']} clips x 20 samples) | {s['evaluate']:.0f} s | SSIM "
+      f"{r['eval_ssim'][0]:.3f} +- {r['eval_ssim'][1]:.3f}, PSNR {r['eval_psnr'][0]:.1f} +- "
+      f"{r['eval_psnr'][1]:.1f} dB, figures, TensorBoard events |",
+      f"| `svg-predict` (5 samples x 20 frames) | {s['predict']:.0f} s | `futures.gif`/`.mp4`/"
+      f"`.npz`, `predict.json`; best SSIM {r['predict_best_ssim']:.3f} against the clip's real "
+      "frames |"]) + "\n"
+
+
+BLOCKS: Dict[str, Callable[[], str]] = {
+    "two_commands": two_commands, "train_speed": train_speed, "sample_speed": sample_speed,
+    "input_speed": input_speed, "serve_speed": serve_speed,
+    "precision_tracking": precision_tracking, "own_videos": own_videos,
+}
+
+
+def rendered(text: str) -> str:
+  """`text` with every bench block re-rendered."""
+  return BLOCK.sub(lambda m: f"<!-- bench:{m.group(1)} -->\n{BLOCKS[m.group(1)]()}"
+                             f"<!-- /bench:{m.group(1)} -->", text)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--write", action="store_true", help="rewrite the README's blocks")
+  parser.add_argument("--readme", default=README)
+  args = parser.parse_args()
+  text = open(args.readme).read()
+  found = {m.group(1) for m in BLOCK.finditer(text)}
+  missing = sorted(set(BLOCKS) - found)
+  if missing:
+    sys.exit(f"error: {args.readme} lacks the blocks {missing}")
+  new = rendered(text)
+  if args.write:
+    with open(args.readme, "w") as f:
+      f.write(new)
+    print(f"rewrote {len(found)} blocks of {args.readme}")
+  elif new != text:
+    sys.exit(f"error: {args.readme} differs from bench/results/ (python bench/report.py --write)")
+  else:
+    print(f"{args.readme}: {len(found)} blocks match bench/results/")
+
+
+if __name__ == "__main__":
+  main()
