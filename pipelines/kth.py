@@ -62,12 +62,13 @@ import re
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from absl import app, flags, logging
+from absl import flags, logging
 import numpy as np
 import tensorflow as tf
 
 from pipelines import tfrecord, video_shards
-from svg_tf import media, video_files
+from svg_tf import command_line, media, video_files
+from svg_tf.command_line import UserError
 
 DATASET_NAME = 'kth'
 ACTIONS = ('boxing', 'handclapping', 'handwaving', 'jogging', 'running', 'walking')  # sorted
@@ -664,15 +665,14 @@ def _define_flags():
 
 def main(argv):
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected positional arguments: {" ".join(argv[1:])}')
+  del argv  # command_line.run refuses positional arguments
   if not FLAGS.out and not FLAGS.preview_out:
-    raise app.UsageError('nothing to do: pass --out=DIR to convert the raw AVIs in --data_dir, '
+    raise UserError('nothing to do: pass --out=DIR to convert the raw AVIs in --data_dir, '
                          'and/or --preview_out=P to write a preview')
   for names, needs in ((_CONVERT_FLAGS, 'out'), (_PREVIEW_FLAGS, 'preview_out')):
     given = [f'--{n}' for n in names if FLAGS[n].present]
     if given and not FLAGS[needs].value:
-      raise app.UsageError(f'{", ".join(given)} only apply with --{needs}')
+      raise UserError(f'{", ".join(given)} only apply with --{needs}')
   source = FLAGS.data_dir
   try:
     if FLAGS.out:
@@ -682,10 +682,10 @@ def main(argv):
     if FLAGS.preview_out:
       write_preview(FLAGS.preview_out, source, FLAGS.split, FLAGS.preview_num,
                     seq_len=FLAGS.preview_seq_len, seed=FLAGS.seed)
-  except (FileNotFoundError, FileExistsError) as e:  # includes NotConvertedError
-    raise app.UsageError(str(e)) from e
+  except (OSError, ValueError) as e:  # FileNotFoundError includes NotConvertedError
+    raise UserError(str(e)) from None
 
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  command_line.run(main)

@@ -28,13 +28,14 @@ import threading
 import time
 from typing import Any, Dict, NamedTuple, Optional, Union
 
-from absl import app, flags, logging
+from absl import flags, logging
 import numpy as np
 import tensorflow as tf
 
 from pipelines import mnist_digits
 from pipelines import tfrecord
-from svg_tf import media
+from svg_tf import command_line, media
+from svg_tf.command_line import UserError
 
 IMAGE_SIZE = 64  # canvas height and width
 DIGIT_SIZE = 32  # digits are MNIST 28x28 resized to 32x32
@@ -614,20 +615,22 @@ def _define_flags():
 
 def main(argv):
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected positional arguments: {" ".join(argv[1:])}')
-  if FLAGS.out:
-    write_tfrecords(FLAGS.out, FLAGS.split, FLAGS.num_sequences, FLAGS.seq_len, FLAGS.seed,
-                    num_digits=FLAGS.num_digits, deterministic=FLAGS.deterministic_bounce,
-                    mnist_path=FLAGS.mnist_path, examples_per_shard=FLAGS.examples_per_shard,
-                    overwrite=FLAGS.overwrite, variant=FLAGS.smmnist_variant)
-  if FLAGS.preview_out:
-    write_preview(FLAGS.preview_out, FLAGS.split, FLAGS.preview_num or FLAGS.num_sequences,
-                  FLAGS.seq_len, FLAGS.seed, num_digits=FLAGS.num_digits,
-                  deterministic=FLAGS.deterministic_bounce, mnist_path=FLAGS.mnist_path,
-                  variant=FLAGS.smmnist_variant)
+  del argv  # command_line.run refuses positional arguments
+  try:
+    if FLAGS.out:
+      write_tfrecords(FLAGS.out, FLAGS.split, FLAGS.num_sequences, FLAGS.seq_len, FLAGS.seed,
+                      num_digits=FLAGS.num_digits, deterministic=FLAGS.deterministic_bounce,
+                      mnist_path=FLAGS.mnist_path, examples_per_shard=FLAGS.examples_per_shard,
+                      overwrite=FLAGS.overwrite, variant=FLAGS.smmnist_variant)
+    if FLAGS.preview_out:
+      write_preview(FLAGS.preview_out, FLAGS.split, FLAGS.preview_num or FLAGS.num_sequences,
+                    FLAGS.seq_len, FLAGS.seed, num_digits=FLAGS.num_digits,
+                    deterministic=FLAGS.deterministic_bounce, mnist_path=FLAGS.mnist_path,
+                    variant=FLAGS.smmnist_variant)
+  except (OSError, ValueError) as err:  # e.g. --out holds a dataset (--overwrite), --mnist_path
+    raise UserError(str(err)) from None
 
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  command_line.run(main)

@@ -32,12 +32,13 @@ import re
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from absl import app, flags, logging
+from absl import flags, logging
 import numpy as np
 import tensorflow as tf
 
 from pipelines import tfrecord, video_shards
-from svg_tf import media, video_files
+from svg_tf import command_line, media, video_files
+from svg_tf.command_line import UserError
 
 DATASET_NAME = 'videos'
 SPLITS = ('train', 'test')
@@ -311,22 +312,21 @@ def _define_flags():
 
 def main(argv):
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected positional arguments: {" ".join(argv[1:])}')
+  del argv  # command_line.run refuses positional arguments
   if FLAGS.test_list and FLAGS['test_fraction'].present:
-    raise app.UsageError('--test_list and --test_fraction exclude each other')
+    raise UserError('--test_list and --test_fraction exclude each other')
   try:
     infos = convert(FLAGS.src, FLAGS.out, int(FLAGS.image_size), int(FLAGS.channels), FLAGS.crop,
                     FLAGS.test_fraction, FLAGS.test_list, FLAGS.min_frames, FLAGS.seed,
                     FLAGS.videos_per_shard, FLAGS.workers, FLAGS.overwrite)
     if FLAGS.preview_out and infos['test']:
       write_preview(FLAGS.preview_out, FLAGS.out)
-  except (FileNotFoundError, FileExistsError, ValueError) as err:
-    raise app.UsageError(str(err)) from None
+  except (OSError, ValueError) as err:  # FileNotFoundError, FileExistsError: --src, --out
+    raise UserError(str(err)) from None
   print(f'converted into {os.path.abspath(FLAGS.out)}: ' + ', '.join(
       f'{s} {infos[s]["num_examples"] if infos[s] else 0} videos' for s in SPLITS))
 
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  command_line.run(main)

@@ -9,12 +9,17 @@ SVG-FP: N(0, I), deterministic: one future), score predicted frames only (SSIM a
 frame), keep each metric's best sample by its mean over time, report means and 95% intervals over
 videos. Writes OUT/metrics.json, OUT/per_video.csv and the figures (PNG and PDF); with several
 models, one sub-folder per model and the comparison plots in OUT.
+Exit status: 0 done; 1 a user error, one line `error: ...` (a bad flag, a missing run directory
+or checkpoint, an --out that cannot be written, a --compare file that is not a metrics.json).
 """
 
 import json
 import os
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from svg_tf import command_line
+from svg_tf.command_line import UserError
 
 FLAGS = flags.FLAGS
 
@@ -60,41 +65,86 @@ flags.DEFINE_enum("smmnist_variant", None, ["svg", "srvp"], "SM-MNIST test set: 
 flags.DEFINE_integer("cpu_replicas", 0, "Without GPUs: sample on N logical CPU devices")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+def _check_flags():
+  """Every flag that can be checked before TensorFlow starts; UserError naming the first bad one."""
   if not FLAGS.out:
-    raise app.UsageError("--out is required")
+    raise UserError("--out is required (the folder for metrics.json and the figures)")
   if not FLAGS.model_dir and not FLAGS.compare:
-    raise app.UsageError("nothing to do: pass --model_dir=DIR (repeatable) and/or --compare=FILE")
-  for name in ("num_samples", "chunk_size", "videos_per_batch"):
-    if FLAGS[name].value < 1:
-      raise app.UsageError(f"--{name}={FLAGS[name].value}: must be at least 1")
+    raise UserError("nothing to do: pass --model_dir=DIR (repeatable) and/or --compare=FILE")
+  for name in ("num_samples", "chunk_size", "videos_per_batch", "max_videos", "n_past",
+               "n_future"):
+    value = FLAGS[name].value
+    if value is not None and value < 1:  # None: the default; 0 is not silently the default
+      raise UserError(f"--{name}={value}: must be at least 1")
+  if FLAGS.num_figure_videos < 0:
+    raise UserError(f"--num_figure_videos={FLAGS.num_figure_videos}: must be 0 or more")
   if not 0 <= FLAGS.seed <= 2**31 - 1:
-    raise app.UsageError(f"--seed={FLAGS.seed}: must be in [0, 2**31 - 1]")
-
-  # TensorFlow starts here, once the flags are known to be good (--cpu_replicas needs that).
-  from pipelines import inputs  # pylint: disable=g-import-not-at-top
-  from svg_tf import checkpoints, evaluation, strategies  # pylint: disable=g-import-not-at-top
-
-  strategy = strategies.make_strategy(FLAGS.cpu_replicas)
-  curves = {}
+    raise UserError(f"--seed={FLAGS.seed}: must be in [0, 2**31 - 1]")
+  for model_dir in FLAGS.model_dir:
+    if not os.path.isdir(model_dir) and "://" not in model_dir:
+      raise UserError(f"--model_dir={model_dir}: no such folder")
   for path in FLAGS.compare:
+    _read_compare(path)  # before any model is sampled
+  command_line.check_output_dir(FLAGS.out, "out")
+
+
+def _read_compare(path: str) -> dict:
+  """A metrics.json of an earlier evaluation; UserError naming the file when it is not one."""
+  try:
     with open(path) as f:
       saved = json.load(f)
+  except (OSError, UnicodeDecodeError) as err:
+    raise UserError(f"--compare={path}: cannot be read ({err.strerror or err})") from None
+  except ValueError as err:
+    raise UserError(f"--compare={path}: not JSON ({err})") from None
+  if not isinstance(saved, dict) or not all(
+      isinstance(saved.get(k), dict) for k in ("ssim", "psnr")):
+    raise UserError(f"--compare={path}: not a metrics.json written by evaluate.py (no ssim and "
+                    "psnr curves)")
+  return saved
+
+
+def main(argv):
+  del argv  # command_line.run refuses positional arguments
+  _check_flags()
+
+  # TensorFlow starts here, once the flags are known to be good (--cpu_replicas needs that).
+  # pylint: disable=g-import-not-at-top
+  from pipelines import inputs
+  from svg_tf import checkpoints, evaluation, run_dir, strategies
+  # pylint: enable=g-import-not-at-top
+
+  try:
+    strategy = strategies.make_strategy(FLAGS.cpu_replicas)
+  except ValueError as err:
+    raise UserError(str(err)) from None
+  curves = {}
+  for path in FLAGS.compare:
+    saved = _read_compare(path)
     curves[saved.get("label", os.path.basename(os.path.dirname(os.path.abspath(path))))] = saved
   several = len(FLAGS.model_dir) > 1
   for model_dir in FLAGS.model_dir:
     label = os.path.basename(os.path.normpath(model_dir))
-    run = checkpoints.restore_run(model_dir, strategy)
+    try:
+      run = checkpoints.restore_run(model_dir, strategy)
+    except (FileNotFoundError, ValueError, run_dir.RunDirError,
+            checkpoints.CheckpointReadError) as err:  # ValueError: IncompleteCheckpointError
+      raise UserError(f"--model_dir={model_dir}: {err}") from None
     config = run.model.config
     if FLAGS.smmnist_variant:  # score on the other SM-MNIST (e.g. SRVP's test set)
       config = config.replace(smmnist_variant=FLAGS.smmnist_variant)
     default_past, default_future = HORIZONS.get(config.dataset, (config.n_past, config.n_future))
-    n_past, n_future = FLAGS.n_past or default_past, FLAGS.n_future or default_future
-    videos = inputs.test_videos(config, n_past + n_future, FLAGS.data_dir, FLAGS.max_videos,
-                                FLAGS.mnist_path, skip_bad_records=FLAGS.skip_bad_records,
-                                source=FLAGS.data_source)
+    n_past = default_past if FLAGS.n_past is None else FLAGS.n_past
+    n_future = default_future if FLAGS.n_future is None else FLAGS.n_future
+    if config.skip_rule == "reference" and n_past < 2:
+      raise UserError(f"--n_past={n_past}: {model_dir} was trained with skip_rule=reference, "
+                      "which reads x[n_past-2]: it needs at least 2")
+    try:
+      videos = inputs.test_videos(config, n_past + n_future, FLAGS.data_dir, FLAGS.max_videos,
+                                  FLAGS.mnist_path, skip_bad_records=FLAGS.skip_bad_records,
+                                  source=FLAGS.data_source)
+    except (ValueError, FileNotFoundError) as err:  # a bad --data_dir: one line
+      raise UserError(str(err)) from None
     curves[label] = evaluation.evaluate(
         run.model, videos, os.path.join(FLAGS.out, label) if several else FLAGS.out,
         n_past=n_past, n_future=n_future, checkpoint=run.checkpoint, checkpoint_step=run.step,
@@ -116,7 +166,7 @@ def main(argv):
 
 def run():
   """The `svg-evaluate` console command."""
-  app.run(main)
+  command_line.run(main)
 
 
 if __name__ == "__main__":

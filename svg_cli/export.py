@@ -6,9 +6,15 @@
 
 Writes EXPORT_DIR/MODEL_NAME/<version>/ (default version: the next integer) through a temporary
 folder renamed into place; an existing version is never overwritten.
+Exit status: 0 exported; 1 a user error, one line `error: ...`.
 """
 
-from absl import app, flags
+import os
+
+from absl import flags
+
+from svg_tf import command_line
+from svg_tf.command_line import UserError
 
 flags.DEFINE_string("model_dir", None, "train.py run directory (config.json + checkpoints/)")
 flags.DEFINE_string("export_dir", None, "Base folder of exports; the model goes to "
@@ -21,26 +27,39 @@ flags.DEFINE_integer("max_num_samples", 100, "Cap on num_samples per request")
 flags.DEFINE_integer("max_num_future", 100, "Cap on num_future per request")
 flags.DEFINE_integer("max_frames", 10_000, "Cap on generated frames per request "
                      "(videos x num_samples x num_future)")
-flags.mark_flags_as_required(["model_dir", "export_dir"])
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from svg_tf import export  # TensorFlow starts here, once the flags parsed
-  try:
+  del argv  # command_line.run refuses positional arguments
+  for name in ("model_dir", "export_dir"):
+    if not FLAGS[name].value:
+      raise UserError(f"--{name} is required")
+  if not os.path.isdir(FLAGS.model_dir) and "://" not in FLAGS.model_dir:
+    raise UserError(f"--model_dir={FLAGS.model_dir}: no such folder")
+  if os.path.exists(FLAGS.export_dir) and not os.path.isdir(FLAGS.export_dir):
+    raise UserError(f"--export_dir={FLAGS.export_dir}: is a file, not a folder")
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from svg_tf import checkpoints, export, run_dir
+  # pylint: enable=g-import-not-at-top
+  try:  # TensorFlow starts here, once the flags parsed
     limits = export.Limits(FLAGS.max_num_samples, FLAGS.max_num_future, FLAGS.max_frames)
     path = export.export_run(FLAGS.model_dir, FLAGS.export_dir, FLAGS.model_name, FLAGS.version,
                              limits)
-  except (ValueError, FileNotFoundError, FileExistsError) as err:
-    raise app.UsageError(str(err))
+  except (ValueError, OSError, run_dir.RunDirError, checkpoints.CheckpointReadError) as err:
+    # ValueError: a bad flag or IncompleteCheckpointError; OSError: FileNotFoundError (no
+    # checkpoint), FileExistsError (the version exists), an export folder that cannot be written.
+    raise UserError(str(err)) from None
+  except tf.errors.OpError as err:  # e.g. a file where a folder of the export must go
+    raise UserError(f"--export_dir={FLAGS.export_dir}: cannot be written "
+                    f"({type(err).__name__}: {run_dir.first_line(err)})") from None
   print(f"exported {path}")
 
 
 def run():
   """The `svg-export` console command."""
-  app.run(main)
+  command_line.run(main)
 
 
 if __name__ == "__main__":

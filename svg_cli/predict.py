@@ -30,9 +30,11 @@ import sys
 import time
 import uuid
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from svg_tf import command_line
 from svg_tf import config as config_lib
+from svg_tf.command_line import UserError
 
 MAX_COUNT = 1000  # --num_samples and --num_future
 
@@ -74,6 +76,10 @@ def _check_flags():
     raise ValueError(f"--fps={FLAGS.fps}: must be positive")
   if os.path.exists(FLAGS.out) and not os.path.isdir(FLAGS.out):
     raise ValueError(f"--out={FLAGS.out} is a file, not a folder")
+  parent = os.path.dirname(os.path.abspath(FLAGS.out))
+  if not os.access(parent if not os.path.isdir(FLAGS.out) else FLAGS.out, os.W_OK):
+    raise ValueError(f"--out={FLAGS.out}: cannot be written (no write permission in "
+                     f"{parent if not os.path.isdir(FLAGS.out) else FLAGS.out})")
   if not os.path.exists(FLAGS.video):
     raise ValueError(f"--video={FLAGS.video}: no such file or folder")
 
@@ -196,21 +202,18 @@ def _naming(flag: str, err: Exception) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
-    return 1
+  del argv  # command_line.run refuses positional arguments
   try:
     _check_flags()
     print(predict())
   except ValueError as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 1
+    raise UserError(str(err)) from None
   return 0
 
 
 def run():
   """The `svg-predict` console command."""
-  app.run(main)
+  command_line.run(main)
 
 
 if __name__ == "__main__":

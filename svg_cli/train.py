@@ -10,16 +10,21 @@ Flags left unset take the dataset's preset (svg_tf/config.py, the reference READ
 Outputs in --model_dir: config.json, checkpoints/, train/ (TensorBoard), samples/*.gif,
 losses.jsonl (one line per step of the saved run).
 Rerunning with the same --model_dir resumes from the newest checkpoint; --train_steps is the total.
-Exit status: 0 done; 42 stopped by SIGTERM after saving a checkpoint (rerun to resume); 1 an error
-(unwritable --model_dir, a failed save, --max_bad_steps non-finite steps in a row).
+Exit status: 0 done; 42 stopped by SIGTERM after saving a checkpoint (rerun to resume); 130
+stopped by Ctrl-C (SIGINT) after saving a checkpoint, or at once by a second Ctrl-C; 1 an error,
+one line `error: ...` (a bad flag, an unwritable or locked --model_dir, a failed save,
+--max_bad_steps non-finite steps in a row).
 """
 
 import os
+import signal
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
+from svg_tf import command_line
 from svg_tf import config as config_lib
+from svg_tf.command_line import UserError
 
 FLAGS = flags.FLAGS
 P = " (default: the dataset preset)"
@@ -150,8 +155,7 @@ def config_from_flags() -> config_lib.SVGConfig:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # command_line.run refuses positional arguments
   try:
     config = config_from_flags()
     options = config_lib.LoopOptions(
@@ -159,7 +163,7 @@ def main(argv):
         image_every=FLAGS.image_every, checkpoint_every=FLAGS.checkpoint_every,
         max_bad_steps=FLAGS.max_bad_steps)
   except (ValueError, FileNotFoundError) as err:  # FileNotFoundError: --data_dir not converted
-    raise app.UsageError(str(err))
+    raise UserError(str(err)) from None
 
   # TensorFlow starts here, once the flags are known to be good (--cpu_replicas needs that).
   # pylint: disable=g-import-not-at-top
@@ -188,38 +192,50 @@ def main(argv):
   try:
     strategy = strategies.make_strategy(FLAGS.cpu_replicas, FLAGS.strategy)
   except ValueError as err:  # bad TF_CONFIG or flag combination: one line, no traceback
-    raise app.UsageError(str(err))
+    raise UserError(str(err)) from None
+  replicas = strategy.num_replicas_in_sync
+  if config.batch_size % replicas:  # checked before anything is written in --model_dir
+    raise UserError(f"--batch_size={config.batch_size}: must be divisible by the {replicas} "
+                    "replicas (--cpu_replicas, GPUs, workers) that share each batch")
+  if FLAGS.num_preview < 0:
+    raise UserError(f"--num_preview={FLAGS.num_preview}: must be 0 (no sample GIFs) or more")
   data = dict(data_dir=FLAGS.data_dir, mnist_path=FLAGS.mnist_path,
               skip_bad_records=FLAGS.skip_bad_records, source=FLAGS.data_source)
   try:
     input_fn = inputs.train_input_fn(config, **data)
     preview = inputs.preview_videos(config, FLAGS.num_preview, **data) if FLAGS.num_preview else None
   except (ValueError, FileNotFoundError) as err:  # bad --data_dir: one line, no traceback
-    raise app.UsageError(str(err))
+    raise UserError(str(err)) from None
   print(f"run directory: {os.path.abspath(model_dir)}", flush=True)
   try:
     result = train_loop.train(config, model_dir, input_fn, strategy, options,
                               preview_frames=None if preview is None else preview.frames,
                               preview_actions=preview.actions if preview and config.action_dim
                               else None, jit_compile=FLAGS.jit_compile)
-  except (run_dir.RunDirError, checkpoints.CheckpointSaveError, train_loop.NonFiniteError) as err:
-    print(f"error: {err}", file=sys.stderr)  # one line; what was saved before stays usable
-    return 1
+  except (run_dir.RunDirError, checkpoints.CheckpointSaveError, checkpoints.CheckpointReadError,
+          train_loop.NonFiniteError, ValueError) as err:
+    # One line; what was saved before stays usable. ValueError: another configuration in the run
+    # directory, a batch that the replicas cannot share, a data stream that ended.
+    raise UserError(str(err)) from None
+  except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, mid-step
+    print(f"interrupted: stopped at once; the newest checkpoint in {os.path.abspath(model_dir)} "
+          "is where a rerun resumes", file=sys.stderr, flush=True)
+    return train_loop.INTERRUPTED_EXIT_CODE
   except (tf.errors.OpError, UnicodeDecodeError) as err:
     try:  # names the file and record when a bad record caused the error, else returns
       inputs.explain_data_error(config, FLAGS.data_dir, FLAGS.data_source, err)
     except inputs.CorruptRecordError as bad:
-      print(f"error: bad training data: {bad} (--skip_bad_records skips such records)",
-            file=sys.stderr)
-      return 1
+      raise UserError(f"bad training data: {bad} (--skip_bad_records skips such records)"
+                      ) from None
     raise
   finally:
     if FLAGS.skip_bad_records:
       _log_skipped_records(inputs.skipped_records())
   if result.get("preempted"):
-    print(f"preempted: checkpoint of step {result['step']} saved in {os.path.abspath(model_dir)}; "
-          "rerun the same command to resume", flush=True)
-    return train_loop.PREEMPTED_EXIT_CODE
+    interrupted = result.get("stop_signal") == signal.SIGINT
+    print(f"{'interrupted' if interrupted else 'preempted'}: checkpoint of step {result['step']} "
+          f"saved in {os.path.abspath(model_dir)}; rerun the same command to resume", flush=True)
+    return train_loop.INTERRUPTED_EXIT_CODE if interrupted else train_loop.PREEMPTED_EXIT_CODE
   print(f"done: checkpoints, TensorBoard summaries and sample GIFs in {os.path.abspath(model_dir)}")
 
 
@@ -235,7 +251,7 @@ def _log_skipped_records(counts):
 
 def run():
   """The `svg-train` console command."""
-  app.run(main)
+  command_line.run(main)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ tf.train.CheckpointManager writes a checkpoint under a temporary name, renames i
 points the `checkpoint` state file at it (an atomic rename too), so the newest checkpoint named
 there is always complete. What a kill can leave behind (a `*_temp` folder, a listed checkpoint
 whose files were deleted) is cleaned up when the run restarts. Every restore refuses a checkpoint
-that lacks some of the model's variables (they would keep their random initial values).
+that lacks some of the model's variables (they would keep their random initial values), and a
+checkpoint that cannot be read (truncated or corrupted files, e.g. by a disk or a copy) is skipped
+with a warning naming it, for the newest one that can: see `restore_newest_intact`.
 
 Several machines: saving is collective under MultiWorkerMirroredStrategy, so every worker saves at
 the same steps, but only the chief into <model_dir>/checkpoints; the others into
@@ -12,10 +14,12 @@ the same steps, but only the chief into <model_dir>/checkpoints; the others into
 """
 
 import os
-from typing import NamedTuple, Optional
+import re
+from typing import Callable, List, NamedTuple, Optional
 
 import tensorflow as tf
 from absl import logging
+from google.protobuf.message import DecodeError as _ProtoDecodeError
 
 from svg_tf import run_dir, strategies
 from svg_tf.model import SVG
@@ -33,6 +37,10 @@ class NonFiniteError(FloatingPointError):
 
 class IncompleteCheckpointError(ValueError):
   """A checkpoint without values for some of the model's variables (refused, never half-used)."""
+
+
+class CheckpointReadError(OSError):
+  """No checkpoint of a run could be read; the message names each file and why."""
 
 
 def restore_objects(path: str, partial: bool = False, **objects):
@@ -85,11 +93,14 @@ class Checkpoints:
     return tf.train.latest_checkpoint(self.directory)
 
   def restore(self) -> Optional[str]:
-    """Restores the newest checkpoint if there is one; returns its path (None: a new run)."""
-    path = self.latest
-    if path:
-      restore_objects(path, **self.objects)
-    return path
+    """Restores the newest intact checkpoint if there is one; returns its path (None: a new run).
+
+    A newer checkpoint that cannot be read is skipped with a warning (restore_newest_intact);
+    training then continues from the older one and overwrites the bad one when it saves that step
+    again.
+    """
+    return restore_newest_intact(self.directory,
+                                 lambda path: restore_objects(path, **self.objects))
 
   @tf.function
   def _all_finite(self):  # one graph, not ~200 eager ops (~30 ms on a tiny model)
@@ -156,6 +167,61 @@ def drop_missing_checkpoints(directory: str) -> list:
   return missing
 
 
+_STEP = re.compile(r"-(\d+)$")
+
+
+def checkpoint_paths(directory: str) -> List[str]:
+  """The checkpoint prefixes in `directory`, newest (highest step) first.
+
+  Those the `checkpoint` state file lists and whose index exists, and any other ckpt-N whose index
+  is there (a state file that is missing or cannot be parsed must not turn a run into a new one).
+  """
+  found = []
+  if tf.io.gfile.isdir(directory):
+    found = [os.path.join(directory, name[:-len(".index")])
+             for name in tf.io.gfile.listdir(directory) if name.endswith(".index")]
+  state = tf.train.get_checkpoint_state(directory)  # None when missing or unparsable
+  if state is not None:  # listed last: its spelling of a path wins
+    listed = list(state.all_model_checkpoint_paths) + [state.model_checkpoint_path]
+    found += [p for p in listed if p and tf.io.gfile.exists(p + ".index")]
+  by_step = {int(m.group(1)): p for p in found if (m := _STEP.search(p))}
+  return [by_step[step] for step in sorted(by_step, reverse=True)]
+
+
+def restore_newest_intact(directory: str, restore: Callable[[str], None]) -> Optional[str]:
+  """Calls `restore(path)` on the newest checkpoint in `directory` that it can read; its path.
+
+  A checkpoint whose files are truncated or corrupted (DataLossError, a short read, a bad proto)
+  is skipped with a warning that names it, and the next older one is tried. None when the
+  directory holds no checkpoint; CheckpointReadError naming every file when none can be read.
+  IncompleteCheckpointError (a readable checkpoint of another model layout) is not skipped: the
+  older ones were written by the same code.
+  """
+  paths = checkpoint_paths(directory)
+  failures = []
+  for path in paths:
+    try:
+      restore(path)
+    except IncompleteCheckpointError:
+      raise
+    except (tf.errors.OpError, IndexError, ValueError, TypeError, OSError,
+            _ProtoDecodeError) as err:
+      why = f"{type(err).__name__}: {run_dir.first_line(err)}"
+      failures.append(f"{path} ({why})")
+      logging.warning("checkpoint %s cannot be read (%s): it is skipped for the next older one",
+                      path, why)
+      continue
+    if failures:
+      logging.warning("restored %s, the newest intact checkpoint; unreadable and skipped: %s",
+                      path, "; ".join(failures))
+    return path
+  if failures:
+    raise CheckpointReadError(
+        f"no checkpoint in {directory} can be read: {'; '.join(failures)}. Restore the folder "
+        "from a copy, or move it away to train from scratch")
+  return None
+
+
 class RestoredRun(NamedTuple):
   """A trained model and where its weights came from."""
   model: SVG
@@ -170,16 +236,18 @@ def restore_run(model_dir: str, strategy: Optional[tf.distribute.Strategy] = Non
   The model is built under `strategy` (default: the current one) from config.json, in its
   precision or `precision` ("float32" or "mixed_bfloat16": the variables are float32 in both, so
   any checkpoint restores into either). Raises FileNotFoundError naming model_dir when it has no
-  config.json or no checkpoint, and IncompleteCheckpointError when the checkpoint lacks some of
-  the model's variables.
+  config.json or no checkpoint, IncompleteCheckpointError when the checkpoint lacks some of the
+  model's variables, and CheckpointReadError when no checkpoint can be read (a newer unreadable
+  one is skipped with a warning for the newest intact one).
   """
   config = run_dir.read_config(model_dir)
   if precision is not None:
     config = config.replace(precision=precision)
-  path = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_FOLDER))
-  if path is None:
-    raise FileNotFoundError(f"{model_dir}: no checkpoint in {model_dir}/{CHECKPOINT_FOLDER}")
   with (strategy or tf.distribute.get_strategy()).scope():
     model = SVG(config)
-  restore_objects(path, partial=True, model=model)  # the optimizer is not wanted here
+  # partial: the optimizer is not wanted here.
+  path = restore_newest_intact(os.path.join(model_dir, CHECKPOINT_FOLDER),
+                               lambda p: restore_objects(p, partial=True, model=model))
+  if path is None:
+    raise FileNotFoundError(f"{model_dir}: no checkpoint in {model_dir}/{CHECKPOINT_FOLDER}")
   return RestoredRun(model, int(path.rsplit("-", 1)[-1]), path)

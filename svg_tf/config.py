@@ -11,6 +11,7 @@ flags by building them, before TensorFlow is imported: this module does not impo
 
 import dataclasses
 import json
+import math
 import signal
 from typing import Any, Dict, Sequence
 
@@ -21,6 +22,11 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 BN_MODES = ("moving", "batch")  # BatchNorm statistics used when generating
 BAIR_CAMERAS = ("aux1", "main")  # image_aux1 is the camera every paper uses
 SMMNIST_VARIANTS = ("svg", "srvp")  # whose SM-MNIST generator (pipelines/smmnist.py)
+
+
+_FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool,
+                str: str, int: int, float: (int, float), bool: bool}
+_TYPE_WORDS = {str: "a string", int: "an integer", (int, float): "a number", bool: "true or false"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +79,11 @@ class SVGConfig:
     def fail(field, why):
       raise ValueError(f"--{field}={getattr(self, field)!r}: {why}")
 
+    for field in dataclasses.fields(self):  # a config.json edited by hand, or a wrong Python call
+      value, kind = getattr(self, field.name), _FIELD_TYPES[field.type]
+      if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        fail(field.name, f"must be {_TYPE_WORDS[kind]}")
+
     for field, choices in (("model", MODELS), ("arch", ARCHS), ("skip_rule", SKIP_RULES),
                            ("precision", PRECISIONS), ("generation_bn", BN_MODES),
                            ("bair_camera", BAIR_CAMERAS), ("smmnist_variant", SMMNIST_VARIANTS)):
@@ -95,13 +106,20 @@ class SVGConfig:
       fail("skip_rule", "the reference rule takes skips from x[n_past-2], so it needs --n_past >= 2")
     if self.action_dim < 0:
       fail("action_dim", "must be 0 (no actions) or the size of an action vector")
+    for field in ("beta", "lr", "beta1", "beta2", "adam_epsilon", "bn_momentum", "bn_epsilon"):
+      if not math.isfinite(getattr(self, field)):  # nan/inf would skip every step, then be saved
+        fail(field, "must be a finite number")
     for field in ("beta", "bn_epsilon"):
       if getattr(self, field) < 0:
         fail(field, "must be non-negative")
-    if not 0 < self.lr:
-      fail("lr", "must be positive")
-    if not 0 <= self.bn_momentum < 1:
-      fail("bn_momentum", "must be in [0, 1)")
+    for field in ("lr", "adam_epsilon"):
+      if not getattr(self, field) > 0:
+        fail(field, "must be positive")
+    for field in ("beta1", "beta2", "bn_momentum"):  # Adam's moments diverge at 1 and beyond
+      if not 0 <= getattr(self, field) < 1:
+        fail(field, "must be in [0, 1)")
+    if self.seed < 0 or self.seed >= 2**31:
+      fail("seed", "must be in [0, 2**31)")
 
   @property
   def seq_len(self) -> int:
@@ -165,7 +183,8 @@ class LoopOptions:
   checkpoint_every: int = 1000
   max_checkpoints: int = 3
   max_bad_steps: int = 10  # consecutive skipped (non-finite) steps that stop training
-  stop_signals: Sequence[int] = (signal.SIGTERM,)  # save and return after the current step
+  # Save and return after the current step (a second SIGINT, Ctrl-C again, stops at once).
+  stop_signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
 
   def __post_init__(self):
     for field in dataclasses.fields(self):

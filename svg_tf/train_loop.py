@@ -46,13 +46,15 @@ from svg_tf.config import LoopOptions, SVGConfig
 from svg_tf.trainer import InputFn, Trainer
 
 PREEMPTED_EXIT_CODE = 42  # tf.distribute's PreemptionCheckpointHandler's default restart code
+INTERRUPTED_EXIT_CODE = 130  # a shell's code for a process ended by Ctrl-C (128 + SIGINT)
 
 
 class _StopSignals:
   """Turns `signals` into a request to stop after the current step, for the duration of a `with`.
 
-  The handler only records the signal (logging from a handler can deadlock). Handlers can only be
-  installed from the main thread; elsewhere the signals keep their previous behaviour.
+  The handler only records the signal (logging from a handler can deadlock); a second SIGINT
+  (Ctrl-C pressed again) raises KeyboardInterrupt at once instead. Handlers can only be installed
+  from the main thread; elsewhere the signals keep their previous behaviour.
   """
 
   def __init__(self, signals: Sequence[int]):
@@ -64,6 +66,8 @@ class _StopSignals:
     del frame
     if self.received is None:
       self.received = signum
+    elif signum == signal.SIGINT:
+      raise KeyboardInterrupt
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -154,7 +158,22 @@ def train(config: SVGConfig, model_dir: str, input_fn: InputFn,
   strategy = strategy or tf.distribute.get_strategy()
   chief = strategies.is_chief(strategy)
   run_dir.check_writable(model_dir)
-  run_dir.write_or_check_config(config, model_dir, write=chief)
+  lock = run_dir.RunLock(model_dir) if chief else None
+  if lock:
+    lock.acquire()
+  try:
+    return _train(config, model_dir, input_fn, strategy, options, preview_frames, jit_compile,
+                  preview_actions, chief)
+  finally:
+    if lock:
+      lock.release()
+
+
+def _train(config, model_dir, input_fn, strategy, options, preview_frames, jit_compile,
+           preview_actions, chief) -> Dict[str, float]:
+  # config.json is written only once a step has run: a mistake (a batch the replicas cannot share,
+  # data that does not fit) never leaves a run directory that refuses the corrected command.
+  run_dir.write_or_check_config(config, model_dir, write=False)
   trainer = Trainer(config, strategy, jit_compile=jit_compile)
   checkpoints = Checkpoints(model_dir, strategy, options.max_checkpoints, model=trainer.model,
                             optimizer=trainer.optimizer, step=trainer.global_step)
@@ -180,6 +199,7 @@ def train(config: SVGConfig, model_dir: str, input_fn: InputFn,
             else tf.summary.create_noop_writer())
   window = _Window(step, config.batch_size * config.seq_len)
   bad_in_a_row, skipped, save_pending, preempted = 0, 0, False, False
+  config_written = False
   logging.info("training %s on %s for steps %d..%d, global batch %d on %d replica(s) of %d "
                "worker(s); outputs in %s", config.model, config.dataset, step + 1,
                config.train_steps, config.batch_size, trainer.strategy.num_replicas_in_sync,
@@ -193,6 +213,9 @@ def train(config: SVGConfig, model_dir: str, input_fn: InputFn,
                          "(every record skipped as bad?) or not repeated") from None
       values = {k: float(out[k]) for k in Trainer.LOGGED}
       applied, preempted = bool(out["applied"]), bool(out["stop"])
+      if chief and not config_written:
+        run_dir.write_or_check_config(config, model_dir, write=True)
+        config_written = True
       step += 1
       losses.add(step, values, applied)
       window.add(step, values, applied)
@@ -247,7 +270,8 @@ def train(config: SVGConfig, model_dir: str, input_fn: InputFn,
         break
   writer.flush()
   del iterator  # a live iterator over a numpy_function stream can hang interpreter exit
-  result.update(step=step, skipped_steps=skipped, preempted=preempted)
+  result.update(step=step, skipped_steps=skipped, preempted=preempted,
+                stop_signal=stop.received)
   return result
 
 

@@ -9,28 +9,40 @@ svg_tf/serving/client.py's Client, and writes a GIF of the context followed by e
 tile per sample. A refused request ends with one line naming the server's reason.
 """
 
-from absl import app, flags
+from absl import flags
 
-from svg_tf import media, video_files
+from svg_tf import command_line, media, video_files
+from svg_tf.command_line import UserError
 from svg_tf.serving.client import Client, ServingError
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # command_line.run refuses positional arguments
   f = flags.FLAGS
+  if f.n_context < 0:
+    raise UserError(f"--n_context={f.n_context}: must be 0 (all frames) or more")
+  for name in ("num_future", "num_samples"):
+    if f[name].value < 1:
+      raise UserError(f"--{name}={f[name].value}: must be at least 1")
+  if f.timeout <= 0:
+    raise UserError(f"--timeout={f.timeout}: must be positive")
   try:
     clip = video_files.read_clip(f.video, f.image_size or None, f.channels or None, f.crop)
   except (ValueError, OSError) as err:
-    raise app.UsageError(f"--video={f.video}: {err}")
+    raise UserError(f"--video={f.video}: {err}") from None
   video = clip.frames.astype("float32") / 255.0
   context = video[:f.n_context] if f.n_context else video
   with Client(f.server, f.model_name, f.protocol, f.rest_format, f.version, f.timeout) as client:
     try:
       samples = client.sample(context[None], f.num_future, f.num_samples, f.seed)[0]
     except ServingError as err:  # a bad video or flag value: one line, no traceback
-      raise SystemExit(f"error: the server refused the request: {err}")
-  media.samples_gif(f.out, context, samples)
+      raise UserError(f"the server refused the request: {err}") from None
+    except ValueError as err:  # the client's own checks (e.g. a seed out of range)
+      raise UserError(str(err)) from None
+  try:
+    media.samples_gif(f.out, context, samples)
+  except OSError as err:
+    raise UserError(f"--out={f.out}: cannot be written ({err.strerror or err})") from None
   print(f"wrote {f.out}: {samples.shape[0]} sample(s) of {samples.shape[1]} frames after "
         f"{context.shape[0]} context frame(s)")
 
@@ -61,7 +73,7 @@ def _define_flags():
 def run():
   """The `svg-client` console command."""
   _define_flags()
-  app.run(main)
+  command_line.run(main)
 
 
 if __name__ == "__main__":
