@@ -682,7 +682,7 @@ def main(argv):
     if FLAGS.preview_out:
       write_preview(FLAGS.preview_out, source, FLAGS.split, FLAGS.preview_num,
                     seq_len=FLAGS.preview_seq_len, seed=FLAGS.seed)
-  except (OSError, ValueError) as e:  # FileNotFoundError includes NotConvertedError
+  except (OSError, ValueError, tf.errors.OpError) as e:  # includes NotConvertedError
     raise UserError(str(e)) from None
 
 

@@ -627,7 +627,7 @@ def main(argv):
                     FLAGS.seq_len, FLAGS.seed, num_digits=FLAGS.num_digits,
                     deterministic=FLAGS.deterministic_bounce, mnist_path=FLAGS.mnist_path,
                     variant=FLAGS.smmnist_variant)
-  except (OSError, ValueError) as err:  # e.g. --out holds a dataset (--overwrite), --mnist_path
+  except (OSError, ValueError, tf.errors.OpError) as err:  # e.g. --out holds a dataset
     raise UserError(str(err)) from None
 
 

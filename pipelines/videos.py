@@ -321,7 +321,7 @@ def main(argv):
                     FLAGS.videos_per_shard, FLAGS.workers, FLAGS.overwrite)
     if FLAGS.preview_out and infos['test']:
       write_preview(FLAGS.preview_out, FLAGS.out)
-  except (OSError, ValueError) as err:  # FileNotFoundError, FileExistsError: --src, --out
+  except (OSError, ValueError, tf.errors.OpError) as err:  # e.g. no --src, --out not empty
     raise UserError(str(err)) from None
   print(f'converted into {os.path.abspath(FLAGS.out)}: ' + ', '.join(
       f'{s} {infos[s]["num_examples"] if infos[s] else 0} videos' for s in SPLITS))

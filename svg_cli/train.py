@@ -164,6 +164,8 @@ def main(argv):
         max_bad_steps=FLAGS.max_bad_steps)
   except (ValueError, FileNotFoundError) as err:  # FileNotFoundError: --data_dir not converted
     raise UserError(str(err)) from None
+  if FLAGS.num_preview < 0:
+    raise UserError(f"--num_preview={FLAGS.num_preview}: must be 0 (no sample GIFs) or more")
 
   # TensorFlow starts here, once the flags are known to be good (--cpu_replicas needs that).
   # pylint: disable=g-import-not-at-top
@@ -197,8 +199,10 @@ def main(argv):
   if config.batch_size % replicas:  # checked before anything is written in --model_dir
     raise UserError(f"--batch_size={config.batch_size}: must be divisible by the {replicas} "
                     "replicas (--cpu_replicas, GPUs, workers) that share each batch")
-  if FLAGS.num_preview < 0:
-    raise UserError(f"--num_preview={FLAGS.num_preview}: must be 0 (no sample GIFs) or more")
+  try:  # a config.json of another run (or a corrupt one), before the data is read
+    run_dir.write_or_check_config(config, model_dir, write=False)
+  except (ValueError, run_dir.RunDirError) as err:
+    raise UserError(str(err)) from None
   data = dict(data_dir=FLAGS.data_dir, mnist_path=FLAGS.mnist_path,
               skip_bad_records=FLAGS.skip_bad_records, source=FLAGS.data_source)
   try:

@@ -3,7 +3,8 @@
 A bad flag, a missing or corrupt file, an unusable run directory: the command prints exactly one
 line `error: ...` naming the flag, file or value, as its last line, and exits with status 1; no
 traceback and no usage text (`--help` shows that). absl's own flag-parsing errors (a value that is
-not a number, an unknown flag) end the same way. Internal failures still raise: a traceback then
+not a number, an unknown flag) end the same way. Ctrl-C ends with `interrupted` and status 130
+(train.py saves first: svg_tf/train_loop.py). Internal failures still raise: a traceback then
 means a bug, not a mistake.
 """
 
@@ -15,6 +16,7 @@ from typing import Callable, List
 from absl import app, flags
 
 ERROR_EXIT_CODE = 1
+INTERRUPTED_EXIT_CODE = 130  # a shell's code for a process ended by Ctrl-C (128 + SIGINT)
 
 
 class UserError(Exception):
@@ -44,6 +46,9 @@ def run(main: Callable[[List[str]], int]) -> None:
       return main(argv)
     except UserError as err:
       fail(str(err))
+    except KeyboardInterrupt:  # Ctrl-C where the command has no handler of its own
+      print("interrupted", file=sys.stderr, flush=True)
+      sys.exit(INTERRUPTED_EXIT_CODE)
   app.run(guarded, flags_parser=_parse_flags)
 
 

@@ -6,6 +6,15 @@ the newest checkpoint of the run directory. What a run survives (tests/reliabili
   * Preemption: SIGTERM asks the loop to stop after the current step. Every worker learns of it in
     that step's all-reduce, so all of them save the same step; `train` then returns with
     preempted=True (train.py exits with PREEMPTED_EXIT_CODE) and rerunning the command resumes.
+    Ctrl-C (SIGINT) does the same (train.py exits with INTERRUPTED_EXIT_CODE, 130); a second
+    Ctrl-C stops at once (KeyboardInterrupt), losing only the steps since the last checkpoint.
+  * Two runs in one directory: the chief holds <model_dir>/run.lock (run_dir.RunLock) while it
+    trains; a second run is refused naming the holder, a lock left by a dead process is taken over.
+  * A mistake never locks a directory: config.json is written only after the first step ran, so
+    a command that fails before (a batch the replicas cannot share, data that does not fit) can
+    be corrected and rerun.
+  * A checkpoint that cannot be read (truncated, corrupted) is skipped for the newest intact one,
+    with a warning naming it (checkpoints.restore_newest_intact).
   * SIGKILL at any moment: checkpoints and the run's files are written atomically
     (svg_tf/checkpoints.py, svg_tf/run_dir.py); the next start cleans up what a kill left.
   * Non-finite steps are skipped by the trainer; `max_bad_steps` in a row stop training with
@@ -40,13 +49,13 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from svg_tf import previews, run_dir, strategies
+from svg_tf import command_line, previews, run_dir, strategies
 from svg_tf.checkpoints import CheckpointSaveError, Checkpoints, NonFiniteError
 from svg_tf.config import LoopOptions, SVGConfig
 from svg_tf.trainer import InputFn, Trainer
 
 PREEMPTED_EXIT_CODE = 42  # tf.distribute's PreemptionCheckpointHandler's default restart code
-INTERRUPTED_EXIT_CODE = 130  # a shell's code for a process ended by Ctrl-C (128 + SIGINT)
+INTERRUPTED_EXIT_CODE = command_line.INTERRUPTED_EXIT_CODE  # Ctrl-C: 128 + SIGINT
 
 
 class _StopSignals:

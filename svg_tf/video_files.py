@@ -12,7 +12,9 @@ Sources:
   .gif                        every frame (PIL)
   .npy, .npz                  an array (an .npz's `frames`, or its only array): (T, H, W),
                               (T, H, W, C) or (1, T, H, W, C) with C 1 or 3, uint8, or float in
-                              [0, 1] (rounded to 8 bits); never unpickled
+                              [0, 1] (rounded to 8 bits); never unpickled; at most
+                              MAX_ARRAY_BYTES (4 GiB) uncompressed, checked from the header
+                              before anything is allocated
   a folder                    its .png/.jpg/.jpeg files, one frame each, in natural name order
                               (frame2 before frame10), all of one size
 
@@ -23,9 +25,12 @@ gray pixel format, PIL's ITU-R 601-2 weights; grey to colour by repetition). Any
 be read is a VideoReadError naming the file and the reason (ffmpeg's own words for videos).
 """
 
+import io
 import os
 import re
 import subprocess
+import zipfile
+import zlib
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import imageio_ffmpeg
@@ -45,6 +50,8 @@ _FFMPEG_ERROR = re.compile(r"\[(error|fatal|panic)\]")  # ffmpeg -loglevel level
 _FFMPEG_WARNING = re.compile(r"\[(warning|error|fatal|panic)\]")
 _ADDRESS = re.compile(r" @ 0x[0-9a-fA-F]+")  # '[in#0 @ 0x55d1c3e2be80]' in ffmpeg's messages
 _REASON_LINES = 4  # ffmpeg stderr lines quoted in an error
+MAX_ARRAY_BYTES = 4 * 2**30  # an array file's frames, uncompressed: a forged header or zip bomb
+                             # is refused before anything that large is allocated
 
 
 class VideoReadError(ValueError):
@@ -219,7 +226,7 @@ def _from_gif(path, image_size, channels, crop, max_frames) -> Clip:
         grey = not (np.any(array[..., 0] != array[..., 1]) or np.any(array[..., 1] != array[..., 2]))
         images.append(rgb.convert("L") if grey else rgb)
         durations.append(frame.info.get("duration"))
-  except (OSError, SyntaxError, ValueError) as err:
+  except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
     raise VideoReadError(f"{path}: not a readable GIF ({err})") from None
   if images and any(i.mode == "RGB" for i in images):
     images = [i.convert("RGB") for i in images]  # one colour frame makes the clip colour
@@ -228,21 +235,54 @@ def _from_gif(path, image_size, channels, crop, max_frames) -> Clip:
   return _pil_frames(path, images, "GIF", image_size, channels, crop, fps)
 
 
+def _read_npy(f, path: str, available: int) -> np.ndarray:
+  """The array of an open .npy stream, after checking that its header's size fits the bytes there
+  (a forged header must not allocate gigabytes); never unpickled."""
+  version = np.lib.format.read_magic(f)
+  if version == (1, 0):
+    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+  elif version == (2, 0):
+    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+  else:
+    raise VideoReadError(f"{path}: unsupported .npy format version {version}")
+  del fortran
+  if dtype.hasobject:
+    raise VideoReadError(f"{path}: an array of Python objects (never unpickled)")
+  declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+  if declared > min(available, MAX_ARRAY_BYTES):
+    raise VideoReadError(f"{path}: its header declares {shape} {dtype} ({declared} bytes), more "
+                         f"than the {min(available, MAX_ARRAY_BYTES)} bytes it can hold")
+  f.seek(0)
+  return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def _load_array(path: str) -> np.ndarray:
+  """An .npy's array, or an .npz's `frames` (or only) array."""
+  if not path.lower().endswith(".npz"):
+    with open(path, "rb") as f:
+      return _read_npy(f, path, os.path.getsize(path))
+  with zipfile.ZipFile(path) as archive:
+    members = {n[:-len(".npy")] if n.endswith(".npy") else n: n for n in archive.namelist()}
+    if "frames" not in members and len(members) != 1:
+      raise VideoReadError(f"{path}: an .npz needs an array named frames (or only one array); "
+                           f"it has {', '.join(members) or 'none'}")
+    member = archive.getinfo(members["frames" if "frames" in members else next(iter(members))])
+    with archive.open(member) as stream:
+      data = stream.read(min(member.file_size, MAX_ARRAY_BYTES) + 1)
+  if len(data) > MAX_ARRAY_BYTES:
+    raise VideoReadError(f"{path}: its array is over {MAX_ARRAY_BYTES} bytes uncompressed")
+  return _read_npy(io.BytesIO(data), path, len(data))
+
+
 def _from_array(path, image_size, channels, crop, max_frames) -> Clip:
   try:
-    if path.lower().endswith(".npz"):
-      with np.load(path, allow_pickle=False) as data:
-        names = list(data.keys())
-        if "frames" not in names and len(names) != 1:
-          raise VideoReadError(f"{path}: an .npz needs an array named frames (or only one array); "
-                               f"it has {', '.join(names) or 'none'}")
-        array = data["frames" if "frames" in names else names[0]]
-    else:
-      array = np.load(path, allow_pickle=False)
+    array = _load_array(path)
   except VideoReadError:
     raise
-  except (OSError, ValueError, EOFError) as err:
-    raise VideoReadError(f"{path}: not a readable numpy file ({err})") from None
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
+          NotImplementedError) as err:  # NotImplementedError: a zip compression not supported
+    raise VideoReadError(f"{path}: not a readable numpy file ({type(err).__name__}: "
+                         f"{err})") from None
   if array.ndim == 5 and array.shape[0] == 1:
     array = array[0]
   if array.ndim == 3:
@@ -284,7 +324,7 @@ def _from_images(path, image_size, channels, crop, max_frames) -> Clip:
         image.load()
         images.append(image.convert("L") if image.mode in ("L", "1", "I", "I;16", "F")
                       else image.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as err:
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
       raise VideoReadError(f"{os.path.join(path, name)}: not a readable image ({err})") from None
     if images[-1].size != images[0].size:
       raise VideoReadError(f"{os.path.join(path, name)}: {images[-1].size[0]}x"
