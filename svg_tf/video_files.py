@@ -50,6 +50,8 @@ _FFMPEG_ERROR = re.compile(r"\[(error|fatal|panic)\]")  # ffmpeg -loglevel level
 _FFMPEG_WARNING = re.compile(r"\[(warning|error|fatal|panic)\]")
 _ADDRESS = re.compile(r" @ 0x[0-9a-fA-F]+")  # '[in#0 @ 0x55d1c3e2be80]' in ffmpeg's messages
 _REASON_LINES = 4  # ffmpeg stderr lines quoted in an error
+MAX_FRAME_PIXELS = 2**25  # 33.5 million (8K UHD is 33.2): larger GIF/image frames are refused
+                          # before PIL allocates them (a damaged header can claim 4104x43025)
 MAX_ARRAY_BYTES = 4 * 2**30  # an array file's frames, uncompressed: a forged header or zip bomb
                              # is refused before anything that large is allocated
 
@@ -214,6 +216,12 @@ def _pil_frames(path, images: List[Image.Image], kind, image_size, channels, cro
                                   channels, crop, len(frames), fps, **extra))
 
 
+def _check_frame_size(image: Image.Image, path: str):
+  if image.width * image.height > MAX_FRAME_PIXELS:
+    raise VideoReadError(f"{path}: a frame of {image.width}x{image.height} pixels, over the "
+                         f"{MAX_FRAME_PIXELS} pixels svg_tf decodes (a damaged or forged header?)")
+
+
 def _from_gif(path, image_size, channels, crop, max_frames) -> Clip:
   try:
     with Image.open(path) as gif:
@@ -221,13 +229,18 @@ def _from_gif(path, image_size, channels, crop, max_frames) -> Clip:
       for frame in ImageSequence.Iterator(gif):
         if max_frames and len(images) == max_frames:
           break
+        _check_frame_size(frame, path)  # before PIL allocates it
         rgb = frame.convert("RGB")
         array = np.asarray(rgb)
         grey = not (np.any(array[..., 0] != array[..., 1]) or np.any(array[..., 1] != array[..., 2]))
         images.append(rgb.convert("L") if grey else rgb)
         durations.append(frame.info.get("duration"))
-  except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
-    raise VideoReadError(f"{path}: not a readable GIF ({err})") from None
+  except VideoReadError:
+    raise
+  except Exception as err:  # pylint: disable=broad-except
+    # PIL meets damaged files with many kinds of error (OSError, SyntaxError, IndexError,
+    # struct.error, DecompressionBombError, ...): each is this file's fault, said in one line.
+    raise VideoReadError(f"{path}: not a readable GIF ({type(err).__name__}: {err})") from None
   if images and any(i.mode == "RGB" for i in images):
     images = [i.convert("RGB") for i in images]  # one colour frame makes the clip colour
   known = [d for d in durations if d]
@@ -321,11 +334,15 @@ def _from_images(path, image_size, channels, crop, max_frames) -> Clip:
   for name in names:
     try:
       with Image.open(os.path.join(path, name)) as image:
+        _check_frame_size(image, os.path.join(path, name))
         image.load()
         images.append(image.convert("L") if image.mode in ("L", "1", "I", "I;16", "F")
                       else image.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
-      raise VideoReadError(f"{os.path.join(path, name)}: not a readable image ({err})") from None
+    except VideoReadError:
+      raise
+    except Exception as err:  # pylint: disable=broad-except  (see _from_gif)
+      raise VideoReadError(f"{os.path.join(path, name)}: not a readable image "
+                           f"({type(err).__name__}: {err})") from None
     if images[-1].size != images[0].size:
       raise VideoReadError(f"{os.path.join(path, name)}: {images[-1].size[0]}x"
                            f"{images[-1].size[1]}, but {names[0]} is {images[0].size[0]}x"

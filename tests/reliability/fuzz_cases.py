@@ -96,7 +96,7 @@ def tfrecords_family(rng, cases, workdir):
     np.save(os.path.join(clips, f"clip{i}.npy"),
             np.random.RandomState(i).randint(0, 256, (12, 16, 16, 3)).astype(np.uint8))
   videos.convert(clips, os.path.join(base, "videos"), image_size=64, channels=1,
-                 test_fraction=None, test_list=None, min_frames=4, workers=1)
+                 test_fraction=0.0, min_frames=4, workers=1)
 
   def read_smmnist(folder, skip):
     return sum(1 for _ in smmnist.tfrecord_dataset(folder, skip_bad_records=skip))
@@ -303,8 +303,9 @@ def main():
   rng = np.random.default_rng(args.seed)
   done = 0
   for case, what, outcome, detail in FAMILIES[args.family](rng, args.cases, args.workdir):
-    print(json.dumps({"case": case, "what": what, "outcome": outcome, "detail": detail}),
-          flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB, this process so far
+    print(json.dumps({"case": case, "what": what, "outcome": outcome, "detail": detail,
+                      "peak_rss_mb": round(peak)}), flush=True)
     done += 1
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(json.dumps({"done": done, "peak_rss_mb": round(peak)}), flush=True)
