@@ -13,7 +13,8 @@ ignores non-integer folder names. An existing version is never overwritten.
 
 Signatures (method tensorflow/serving/predict; every input is named, "[...]" are shapes):
 
-  serving_default  context     float32 [batch, n_context, H, W, C] in [0, 1], n_context >= 1
+  serving_default  context     float32 [batch, n_context, H, W, C] in [0, 1],
+                               1 <= n_context <= max_num_context
                    num_future  int32 scalar, 1..max_num_future
                    num_samples int32 scalar, 1..max_num_samples
                    seed        int32 scalar; optional over gRPC (default -1)
@@ -49,13 +50,20 @@ TF Serving uses when a gRPC request leaves the input out: seed defaults to -1 (r
 Serving's REST API requires every input, and Python's `loaded.signatures[...]` too.
 
 Caps (checked in the graph; `Limits`, recorded in svg_export.json): num_samples <= 100 (the
-paper's best-of-100 protocol), num_future <= 100, and at most 10,000 generated frames per request
-(videos x num_samples x num_future: 10,000 BAIR frames are 0.5 GB of float32 output).
+paper's best-of-100 protocol), num_future <= 100, at most 100 context frames per video, and at
+most 10,000 frames per request counted as the model handles them: every sample runs over the
+whole context again (its rows repeat the context), so serving_default counts videos x num_samples
+x (n_context + num_future), mean_future and prior_std videos x (n_context + num_future). 10,000
+BAIR frames are 0.5 GB of float32 output. (Before the context was capped and counted, one
+request of 1,000 context frames x 100 samples x 100 future frames, inside every other cap, took
+30 s and grew a server from 0.9 to 8.7 GB.) Older exports, whose svg_export.json lacks
+max_num_context, cap neither the context nor its frames.
 
-Bad requests (wrong rank, frame size or channels, values outside [0, 1], num_samples or
-num_future out of range, too many frames, actions of the wrong shape, one context frame with
-skip_rule=reference) fail with INVALID_ARGUMENT naming the problem before any frame is generated;
-the server keeps serving. Wrong dtypes are refused by TF Serving itself (INVALID_ARGUMENT).
+Bad requests (wrong rank, frame size or channels, values outside [0, 1], too many context frames,
+num_samples or num_future out of range, too many frames, actions of the wrong shape, one context
+frame with skip_rule=reference) fail with INVALID_ARGUMENT naming the problem before any frame is
+generated; the server keeps serving. Wrong dtypes are refused by TF Serving itself
+(INVALID_ARGUMENT).
 """
 
 import dataclasses
@@ -84,10 +92,12 @@ _WARMUP_FUTURE = 2
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-  """Caps on one request, compiled into the SavedModel."""
+  """Caps on one request, compiled into the SavedModel. Callers build it positionally: new fields
+  go last, with defaults, so that svg_export.json files without them still load."""
   max_num_samples: int = 100  # the paper's protocol draws 100 samples per test video
   max_num_future: int = 100
-  max_frames: int = 10_000  # videos x num_samples x num_future
+  max_frames: int = 10_000  # videos x num_samples x (n_context + num_future)
+  max_num_context: int = 100  # context frames per video
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
@@ -151,6 +161,9 @@ class ServingFunctions:
         _check(shape[1] >= min_context, f"context must hold at least {min_context} frame(s) per "
                "video" + (" (this model's skip_rule=reference reads x[n_context-2])"
                           if min_context > 1 else "") + "; got shape", shape),
+        _check(shape[1] <= self.limits.max_num_context, "context may hold at most "
+               f"{self.limits.max_num_context} frames per video (max_num_context); got shape",
+               shape),
         _check(in_range, "context values must be in [0, 1] (divide 8-bit pixels by 255); got min",
                tf.reduce_min(context), "max", tf.reduce_max(context)),
     ], context)
@@ -179,10 +192,17 @@ class ServingFunctions:
     actions = tf.reshape(actions[:, :needed], tf.stack([batch, needed, c.action_dim]))
     return context, num_future, actions, batch
 
-  def _frames_cap(self, frames):
-    return _check(frames <= self.limits.max_frames, "a request may generate at most "
-                  f"{self.limits.max_frames} frames (videos x num_samples x num_future); got",
-                  frames)
+  def _frames_cap(self, context, num_future, num_samples=None):
+    """The max_frames check. Every sample runs over the whole context again (SVG.sample repeats
+    it per sample), so the context frames count once per sample, like the generated ones."""
+    videos, n_context = tf.unstack(tf.cast(tf.shape(context)[:2], tf.int64))
+    frames = videos * (n_context + tf.cast(num_future, tf.int64))
+    count = "videos x (n_context + num_future)"
+    if num_samples is not None:
+      frames *= tf.cast(num_samples, tf.int64)
+      count = "videos x num_samples x (n_context + num_future)"
+    return _check(frames <= self.limits.max_frames, "a request may handle at most "
+                  f"{self.limits.max_frames} frames ({count}; max_frames); got", frames)
 
   # -------------------------------------------------------------------------------- signatures
   def sample(self, context, num_future, num_samples, seed, actions=None,
@@ -195,12 +215,10 @@ class ServingFunctions:
     context, num_future, actions, batch = self._request(context, num_future, actions)
     num_samples = _one_value(tf.convert_to_tensor(num_samples, tf.int32), "num_samples", batch)
     seed = _one_value(tf.convert_to_tensor(seed, tf.int32), "seed", batch)
-    frames = tf.cast(batch, tf.int64) * tf.cast(num_samples, tf.int64) * tf.cast(num_future,
-                                                                                 tf.int64)
     num_samples = _after([
         _check((num_samples >= 1) & (num_samples <= self.limits.max_num_samples),
                f"num_samples must be in [1, {self.limits.max_num_samples}]; got", num_samples),
-        self._frames_cap(frames)], num_samples)
+        self._frames_cap(context, num_future, num_samples)], num_samples)
     # A raw op with seeds 0: nondeterministic even when a global TF seed was set at export time.
     fresh = tf.raw_ops.RandomUniformInt(shape=tf.constant([], tf.int32), minval=0,
                                         maxval=tf.int32.max, seed=0, seed2=0)
@@ -210,9 +228,8 @@ class ServingFunctions:
     return {"frames": out.frames}
 
   def _mean_future(self, context, num_future, actions):
-    context, num_future, actions, batch = self._request(context, num_future, actions)
-    num_future = _after([self._frames_cap(tf.cast(batch, tf.int64) * tf.cast(num_future, tf.int64))],
-                        num_future)
+    context, num_future, actions, _ = self._request(context, num_future, actions)
+    num_future = _after([self._frames_cap(context, num_future)], num_future)
     return self.model.predict_future(context, num_future, None, bn_mode="moving", actions=actions)
 
   def mean_future(self, context, num_future, actions=None) -> Dict[str, tf.Tensor]:

@@ -222,7 +222,7 @@ def test_export_cli_writes_the_tf_serving_layout(tmp_path):
   model_dir, export_dir = str(tmp_path / "run"), str(tmp_path / "exports")
   write_run(model_dir, model)
   flags = [f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--model_name=svg",
-           "--version=3", "--max_num_samples=50"]
+           "--version=3", "--max_num_samples=50", "--max_num_context=7"]
   out = _export_cli(*flags)
   path = os.path.join(export_dir, "svg", "3")
   assert out.returncode == 0, out.stderr[-3000:]
@@ -233,15 +233,19 @@ def test_export_cli_writes_the_tf_serving_layout(tmp_path):
   assert os.path.getsize(os.path.join(extra, "tf_serving_warmup_requests")) > 0
   info = json.load(open(os.path.join(extra, "svg_export.json")))
   assert info["checkpoint_step"] == 1 and info["limits"]["max_num_samples"] == 50
+  assert info["limits"]["max_num_context"] == 7
   assert info["config"]["z_dim"] == 3 and info["version"] == 3
   again = _export_cli(*flags)  # the same version again: refused, the first export untouched
   assert again.returncode != 0 and "Traceback" not in again.stderr
   assert re.search(re.escape(path) + " already exists.*next free: 4", again.stderr)
   assert os.listdir(os.path.join(export_dir, "svg")) == ["3"]
   context = moving_squares(2, 2, seed=3)
-  served = tf.saved_model.load(path).signatures["serving_default"](**sample_request(context))
+  serve = tf.saved_model.load(path).signatures["serving_default"]
   expected = export.ServingFunctions(model).sample(context, 3, 2, 11)["frames"]
-  np.testing.assert_allclose(served["frames"], expected, atol=1e-5)  # the checkpoint's weights
+  np.testing.assert_allclose(serve(**sample_request(context))["frames"], expected,
+                             atol=1e-5)  # the checkpoint's weights
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"at most 7 frames per video"):
+    serve(**sample_request(moving_squares(1, 8, seed=3)))
 
 
 def test_export_cli_refuses_a_checkpoint_without_every_variable(tmp_path):
@@ -394,7 +398,13 @@ BAD_REQUESTS = [
     (dict(num_future=0), r"num_future must be in \[1, 100\]; got\] \[0\]"),
     (dict(num_future=101), r"num_future must be in \[1, 100\]"),
     (dict(context=np.zeros((40, 2, 64, 64, 1)), num_samples=100, num_future=3),
-     r"at most 10000 frames .*got\] \[12000\]"),
+     r"at most 10000 frames .*got\] \[20000\]"),
+    # 7,500 generated frames, but each of the 2,500 samples runs over 2 context frames as well
+    (dict(context=np.zeros((25, 2, 64, 64, 1)), num_samples=100, num_future=3),
+     r"at most 10000 frames \(videos x num_samples x \(n_context \+ num_future\); max_frames\); "
+     r"got\] \[12500\]"),
+    (dict(context=np.zeros((1, 101, 64, 64, 1))),
+     r"at most 100 frames per video \(max_num_context\); got shape\] \[1 101 64 64 1\]"),
     (dict(num_future=[3, 4]), "num_future must be one value for the whole request"),
     (dict(num_samples=[[1]]), "num_samples must be a scalar"),
 ]
@@ -418,6 +428,16 @@ def test_bad_requests_fail_with_invalid_argument_and_the_model_keeps_serving(loa
           num_samples=tf.constant(1), seed=tf.constant(1))
   frames = serve(**sample_request(good["context"]))["frames"]  # still serving
   assert frames.shape == (1, 2, 3, 64, 64, 1)
+
+
+def test_mean_future_and_prior_std_count_the_context_in_the_frame_cap(exported):
+  functions = export.ServingFunctions(exported.model, export.Limits(max_frames=12))
+  context = moving_squares(2, 4, seed=12)
+  assert functions.mean_future(context, 2)["frames"].shape == (2, 2, 64, 64, 1)  # 2 x (4 + 2)
+  for signature in (functions.mean_future, functions.prior_std):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"at most 12 frames \(videos x "
+                       r"\(n_context \+ num_future\); max_frames\); got\W+14"):
+      signature(context, 3)  # 6 future frames, 14 counted
 
 
 def test_warmup_records_parse_and_replay_through_the_signatures(exported, loaded):
