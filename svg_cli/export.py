@@ -20,7 +20,8 @@ flags.DEFINE_string("model_dir", None, "train.py run directory (config.json + ch
 flags.DEFINE_string("export_dir", None, "Base folder of exports; the model goes to "
                     "EXPORT_DIR/MODEL_NAME/<version>")
 flags.DEFINE_string("model_name", "svg", "Model name: the folder under --export_dir and the name "
-                    "clients use (/v1/models/NAME:predict)")
+                    "clients use (/v1/models/NAME:predict): letters, digits, '_', '.', '-', "
+                    "starting with a letter or digit")
 flags.DEFINE_integer("version", None, "Version folder (an integer); default: one more than the "
                      "highest existing version, 1 for the first")
 flags.DEFINE_integer("max_num_samples", 100, "Cap on num_samples per request")

@@ -9,7 +9,9 @@ writes TF Serving's layout, one integer folder per version:
 
 A version is written under a hidden temporary name in EXPORT_DIR/svg/ and renamed into place
 (atomic on a local disk), so a server watching the folder never loads half a version; TF Serving
-ignores non-integer folder names. An existing version is never overwritten.
+ignores non-integer folder names. An existing version is never overwritten. A killed export
+leaves its temporary folder behind; the next export into EXPORT_DIR/svg/ removes it once the
+owner written in it (host and PID) no longer runs.
 
 Signatures (method tensorflow/serving/predict; every input is named, "[...]" are shapes):
 
@@ -69,6 +71,8 @@ generated; the server keeps serving. Wrong dtypes are refused by TF Serving itse
 import dataclasses
 import json
 import os
+import re
+import socket
 import time
 import uuid
 from typing import Callable, Dict, List, Optional, Tuple
@@ -80,7 +84,7 @@ import tensorflow as tf
 
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from svg_tf import checkpoints, media
+from svg_tf import checkpoints, media, run_dir
 from svg_tf.model import SVG, mean_prior_std
 
 WARMUP_FILE = "tf_serving_warmup_requests"  # TF Serving replays it when it loads a version
@@ -88,6 +92,13 @@ INFO_FILE = "svg_export.json"
 SIGNATURES = ("serving_default", "mean_future", "prior_std")
 RANDOM_SEED = -1  # the default of `seed`: a fresh random seed per request
 _WARMUP_FUTURE = 2
+# TF Serving's REST handler reaches /v1/models/NAME[/versions/N]:predict for NAME matching [^/:]+
+# (http_rest_api_handler.cc); the name is also a folder and a URL path segment, hence this
+# narrower set (no '/', ':', spaces, '%', '?', '#', or a leading '.').
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_TMP_PREFIX = ".tmp-"  # not an integer: TF Serving ignores the folder
+_OWNER_FILE = ".owner"  # in a temporary folder: {"host", "pid"} of the export writing it
+_UNOWNED_AGE_S = 3600  # a temporary folder without an owner this old is a killed export's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,15 +353,67 @@ def read_info(version_dir: str) -> Dict:
     return json.load(f)
 
 
+def _owner(tmp: str) -> Optional[Dict]:
+  """The {"host", "pid"} written in a temporary export folder; None if missing or unreadable."""
+  try:
+    with tf.io.gfile.GFile(os.path.join(tmp, _OWNER_FILE)) as f:
+      owner = json.loads(f.read())
+  except (ValueError, tf.errors.OpError):
+    return None
+  return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else None
+
+
+def remove_leftovers(model_root: str) -> List[str]:
+  """Removes the temporary folders that killed exports left in EXPORT_DIR/MODEL_NAME; returns them.
+
+  A folder is removed when its owner ran on this host and its PID no longer runs, or when it has
+  no readable owner and has not changed for an hour (an export killed before writing one, or
+  written before owners were). A live export's folder always has a running owner or is fresh; a
+  folder owned on another host is kept (its PID cannot be checked here) and logged.
+  """
+  removed = []
+  for name in tf.io.gfile.listdir(model_root):
+    name = name.rstrip("/")
+    if not name.startswith(_TMP_PREFIX):
+      continue
+    path = os.path.join(model_root, name)
+    owner = _owner(path)
+    try:
+      if owner is None:
+        age_s = time.time() - tf.io.gfile.stat(path).mtime_nsec / 1e9
+        if age_s < _UNOWNED_AGE_S:
+          continue
+        why = f"no owner written, unchanged for {age_s / 3600:.1f} h"
+      elif owner.get("host") != socket.gethostname():
+        logging.info("export | kept %s: written by PID %s on %s, which cannot be checked from "
+                     "here; delete it if that export no longer runs", path, owner["pid"],
+                     owner.get("host"))
+        continue
+      elif run_dir.process_runs(owner["pid"]):
+        continue
+      else:
+        why = f"its export, PID {owner['pid']} on this host, no longer runs"
+      tf.io.gfile.rmtree(path)
+    except tf.errors.NotFoundError:  # removed meanwhile (its export finished, or another cleaner)
+      continue
+    logging.info("export | removed %s, left by a killed export (%s)", path, why)
+    removed.append(path)
+  return removed
+
+
 def export_saved_model(model: SVG, export_dir: str, model_name: str = "svg",
                        version: Optional[int] = None, limits: Limits = Limits(),
                        info: Optional[Dict] = None) -> str:
   """Writes `model` as EXPORT_DIR/MODEL_NAME/<version>/ (default: the next integer); returns it.
 
-  Raises FileExistsError naming the folder if the version exists (nothing is overwritten).
+  First removes what killed exports left in EXPORT_DIR/MODEL_NAME (`remove_leftovers`).
+  Raises FileExistsError naming the folder if the version exists (nothing is overwritten), and
+  ValueError for a model name outside MODEL_NAME_PATTERN.
   """
-  if not model_name or "/" in model_name or model_name.startswith("."):
-    raise ValueError(f"--model_name={model_name!r}: must be a plain folder name")
+  if not re.fullmatch(MODEL_NAME_PATTERN, model_name or ""):
+    raise ValueError(f"--model_name={model_name!r}: must match {MODEL_NAME_PATTERN} (letters, "
+                     "digits, '_', '.', '-'; no '/' or ':'), so that TF Serving's REST path "
+                     "/v1/models/NAME:predict reaches it")
   root = os.path.join(export_dir, model_name)
   existing = versions(root)
   if version is None:
@@ -367,11 +430,15 @@ def export_saved_model(model: SVG, export_dir: str, model_name: str = "svg",
   if tf.io.gfile.exists(final):
     refuse()
   tf.io.gfile.makedirs(root)
-  tmp = os.path.join(root, f".tmp-{uuid.uuid4().hex}")  # not an integer: TF Serving ignores it
+  remove_leftovers(root)
+  tmp = os.path.join(root, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
   started = time.perf_counter()
   logging.info("export | 1/2 | tracing the signatures %s and writing the SavedModel (the long "
                "step: about a minute for a full-size model on 2 CPU cores)", ", ".join(SIGNATURES))
   try:
+    tf.io.gfile.makedirs(tmp)
+    with tf.io.gfile.GFile(os.path.join(tmp, _OWNER_FILE), "w") as f:  # first: see remove_leftovers
+      f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     build_archive(model, limits).write_out(tmp, verbose=False)
     logging.info("export | 2/2 | SavedModel written in %.0fs; warm-up requests and "
                  "svg_export.json", time.perf_counter() - started)
@@ -383,6 +450,7 @@ def export_saved_model(model: SVG, export_dir: str, model_name: str = "svg",
     details = dict(info or {}, config=model.config.to_dict(), limits=dataclasses.asdict(limits),
                    signatures=list(SIGNATURES), model_name=model_name, version=version)
     media.write_file_atomic(os.path.join(extra, INFO_FILE), json.dumps(details, indent=2))
+    tf.io.gfile.remove(os.path.join(tmp, _OWNER_FILE))  # not part of the version
     if tf.io.gfile.exists(final):  # another export took this version meanwhile
       refuse()
     tf.io.gfile.rename(tmp, final, overwrite=False)

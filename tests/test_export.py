@@ -10,8 +10,10 @@ import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -261,10 +263,12 @@ def test_export_cli_refuses_a_checkpoint_without_every_variable(tmp_path):
 
 
 class _FakeArchive:
-  """Stands in for the ExportArchive where only the folder handling is under test."""
+  """Stands in for the ExportArchive where only the folder handling is under test; keeps the
+  owner that the export wrote in its temporary folder."""
 
   def write_out(self, path, verbose=False):
-    os.makedirs(path)
+    with open(os.path.join(path, ".owner")) as f:
+      self.owner = json.load(f)
     with open(os.path.join(path, "saved_model.pb"), "wb") as f:
       f.write(b"fake")
 
@@ -296,6 +300,38 @@ def test_versions_increment_are_never_overwritten_and_a_failed_export_leaves_not
   os.makedirs(os.path.join(root, "notes"))  # TF Serving ignores non-integer folders; so do we
   assert export.versions(root) == [7, 8]
   assert export.export_saved_model(model, export_dir, "svg") == os.path.join(root, "9")
+
+
+def test_an_export_removes_the_temporary_folders_of_killed_exports_only(tmp_path, monkeypatch):
+  archive = _FakeArchive()
+  monkeypatch.setattr(export, "build_archive", lambda model, limits: archive)
+  root = tmp_path / "exports" / "svg"
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()  # reaped: its PID runs no more
+  owners = {".tmp-killed": {"host": socket.gethostname(), "pid": dead.pid},
+            ".tmp-running": {"host": socket.gethostname(), "pid": os.getpid()},
+            ".tmp-elsewhere": {"host": "another-host", "pid": dead.pid}}
+  for name, owner in owners.items():
+    (root / name).mkdir(parents=True)
+    (root / name / ".owner").write_text(json.dumps(owner))
+  for name in (".tmp-unowned-old", ".tmp-unowned-new"):
+    (root / name).mkdir()
+  two_hours_ago = time.time() - 7200
+  os.utime(root / ".tmp-unowned-old", (two_hours_ago, two_hours_ago))
+  model = SVG(config_lib.preset("smmnist", **TINY))
+  path = export.export_saved_model(model, str(tmp_path / "exports"), "svg")
+  assert sorted(os.listdir(root)) == [".tmp-elsewhere", ".tmp-running", ".tmp-unowned-new", "1"]
+  assert archive.owner == {"host": socket.gethostname(), "pid": os.getpid()}  # written first
+  assert ".owner" not in os.listdir(path)  # not part of the version
+
+
+def test_model_names_that_tf_servings_rest_path_cannot_reach_are_refused(exported, tmp_path):
+  for name in ("my:model", "a/b", ".hidden", "", "two words", "50%"):
+    with pytest.raises(ValueError, match=re.escape(f"--model_name={name!r}: must match")):
+      export.export_saved_model(exported.model, str(tmp_path), name)
+  assert os.listdir(tmp_path) == []
+  for name in ("svg", "svg-lp_2.v1", "BAIR64"):
+    assert re.fullmatch(export.MODEL_NAME_PATTERN, name)
 
 
 # -------------------------------------------------------------------------- checks without svg_tf
