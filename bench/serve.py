@@ -1,20 +1,35 @@
-"""Latency of one serving request through the exported SavedModel, printed as one JSON line.
+"""Latency and memory of serving requests through the exported SavedModel, printed as one JSON line.
 
-One request = 1 video, --num_samples futures of --num_future frames after --n_context context
-frames (default 1 x 100 x 28 after 2: BAIR's protocol), through `serving_default` of the SavedModel
-loaded with tf.saved_model.load (what TF Serving runs, without the network). Prints p50/p95
-latency over --requests timed requests after --warmup untimed ones (the warm-up file's requests
-are replayed first, as TF Serving does), and generated frames/s at the median.
+One request = --videos videos x --num_samples futures of --num_future frames after --n_context
+context frames (default 1 x 100 x 28 after 2: BAIR's protocol), through `serving_default` (or
+--signature=mean_future) of the SavedModel loaded with tf.saved_model.load (what TF Serving runs,
+without the network). Prints p50/p95 latency over --requests timed requests after --warmup
+untimed ones (the warm-up file's requests are replayed first, as TF Serving does), generated
+frames/s at the median, and memory: the process's peak RSS (getrusage's ru_maxrss, over load,
+warm-up and requests) and its RSS before and after the timed requests.
+
+--largest times instead the largest requests the export's caps (its svg_export.json) allow, each
+in a process of its own so that one request's peak does not hide another's. For the default caps
+(10,000 frames counted as videos x samples x (context + future); 100 samples, 100 future and 100
+context frames at most): 1 video x 100 samples x (n_past + 100 - n_past), the most samples;
+100 videos x 1 sample x (50 + 50), the most videos; 1 video x 50 samples x (100 + 100), the
+longest rollouts; and mean_future over 50 videos x (100 + 100). One timed request each unless
+--requests says otherwise: a full-size BAIR request at the cap takes minutes on 2 cores.
 
   python bench/serve.py --model_dir=runs/bair_lp              # export a trained run, then time it
   python bench/serve.py --export_dir=exports/svg              # time an existing export (newest)
   python bench/serve.py --preset=bair                         # untrained full-size BAIR model
+  python bench/serve.py --preset=bair --largest               # the largest requests, peak memory
   python bench/serve.py --preset=smmnist --tiny --requests=3  # a quick check
+  python bench/serve.py --preset=smmnist --tiny --largest     # a quick check of --largest
 """
 
+import dataclasses
 import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,11 +55,18 @@ flags.DEFINE_enum("preset", None, sorted(config_lib.PRESETS), "Export an untrain
 flags.DEFINE_bool("tiny", False, "With --preset: a tiny model (base_filters 4, g_dim 8, rnn 16, "
                   "z 3) for a quick check")
 flags.DEFINE_enum("model", "lp", list(config_lib.MODELS), "With --preset: lp, fp or det")
+flags.DEFINE_enum("signature", "serving_default", ["serving_default", "mean_future"],
+                  "The signature to time (mean_future ignores --num_samples)")
+flags.DEFINE_integer("videos", 1, "Videos per request")
 flags.DEFINE_integer("num_samples", 100, "Samples per request")
 flags.DEFINE_integer("num_future", 28, "Generated frames per sample")
 flags.DEFINE_integer("n_context", 2, "Context frames")
-flags.DEFINE_integer("requests", 10, "Timed requests")
-flags.DEFINE_integer("warmup", 1, "Untimed requests after the warm-up file's")
+flags.DEFINE_bool("largest", False, "Time the largest requests the export's caps allow, each in "
+                  "its own process, instead of the one request above")
+flags.DEFINE_integer("requests", 10, "Timed requests (with --largest: per request shape, "
+                     "default 1)")
+flags.DEFINE_integer("warmup", 1, "Untimed requests after the warm-up file's (with --largest: "
+                     "default 0)")
 flags.DEFINE_string("out", None, "Also write the result to bench/results/OUT.json (or to OUT if "
                     "it ends in .json), with the machine it ran on.")
 FLAGS = flags.FLAGS
@@ -63,6 +85,124 @@ def _version_dir(workdir: str) -> str:
                                    workdir, "svg")
 
 
+def _rss_mib() -> float:
+  """This process's resident memory now (Linux's /proc; None elsewhere)."""
+  try:
+    with open("/proc/self/statm") as f:
+      return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+  except OSError:
+    return None
+
+
+def _peak_rss_mib() -> float:
+  """The most resident memory this process has held (ru_maxrss: KiB on Linux, bytes on macOS)."""
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def _time_requests(path: str) -> dict:
+  """Loads the SavedModel at `path` and times FLAGS' request through it."""
+  start = time.perf_counter()
+  loaded = tf.saved_model.load(path)
+  load_s = time.perf_counter() - start
+  start = time.perf_counter()
+  for request in local_server.read_warmup_requests(path):
+    name = request.model_spec.signature_name
+    if name == FLAGS.signature:
+      loaded.signatures[name](**{k: tf.constant(tf.make_ndarray(v))
+                                 for k, v in request.inputs.items()})
+  warmup_file_ms = 1000 * (time.perf_counter() - start)
+  info = export.read_info(path)
+  c = info["config"]
+  videos, n_context, num_future = FLAGS.videos, FLAGS.n_context, FLAGS.num_future
+  context = np.random.default_rng(0).random(
+      (videos, n_context, c["image_size"], c["image_size"], c["channels"])).astype(np.float32)
+  inputs = dict(context=tf.constant(context), num_future=tf.constant(num_future))
+  samples = 1
+  if FLAGS.signature == "serving_default":
+    samples = FLAGS.num_samples
+    inputs.update(num_samples=tf.constant(samples), seed=tf.constant(0))
+  if c["action_dim"]:
+    inputs["actions"] = tf.zeros([videos, n_context + num_future - 1, c["action_dim"]])
+  serve = loaded.signatures[FLAGS.signature]
+  for _ in range(FLAGS.warmup):
+    serve(**inputs)
+  rss_before = _rss_mib()
+  times = []
+  for _ in range(FLAGS.requests):
+    start = time.perf_counter()
+    serve(**inputs)["frames"].numpy()
+    times.append(time.perf_counter() - start)
+  rss_after = _rss_mib()
+  p50 = statistics.median(times)
+  return {
+      "p50_ms": round(1000 * p50, 1),
+      "max_ms": round(1000 * max(times), 1),
+      "p95_ms": round(1000 * float(np.percentile(times, 95)), 1),
+      "min_ms": round(1000 * min(times), 1),
+      "frames_per_s": round(videos * samples * num_future / p50, 1),
+      "requests": FLAGS.requests, "signature": FLAGS.signature, "videos": videos,
+      "num_samples": samples, "num_future": num_future, "n_context": n_context,
+      "frames_counted": videos * samples * (n_context + num_future),  # as max_frames counts them
+      "peak_rss_mib": _peak_rss_mib(), "rss_before_requests_mib": rss_before,
+      "rss_after_requests_mib": rss_after,
+      "rss_growth_mib": None if rss_before is None else round(rss_after - rss_before, 1),
+      "dataset": c["dataset"], "model": c["model"], "arch": c["arch"],
+      "base_filters": c["base_filters"], "precision": c["precision"], "limits": info["limits"],
+      "load_s": round(load_s, 1), "warmup_file_ms": round(warmup_file_ms, 1),
+      "tensorflow": tf.__version__, "cpu_threads": os.cpu_count(),
+      "gpus": len(tf.config.list_physical_devices("GPU")),
+  }
+
+
+def largest_requests(limits: export.Limits, n_past: int):
+  """(name, signature, videos, samples, n_context, num_future) of requests at the caps, one for
+  each way of spending max_frames (figures in the module docstring for the default caps)."""
+  frames = limits.max_frames
+  context = min(limits.max_num_context, frames - 1)  # the longest rollout that fits
+  future = max(1, min(limits.max_num_future, frames - context))
+  first = min(n_past, limits.max_num_context)  # the context the model was trained with
+  samples = max(1, min(limits.max_num_samples, frames // (first + 1)))
+  half = max(1, min(limits.max_num_context, limits.max_num_future) // 2)
+  return [
+      ("most_samples", "serving_default", 1, samples, first,
+       max(1, min(limits.max_num_future, frames // samples - first))),
+      ("most_videos", "serving_default", max(1, frames // (2 * half)), 1, half, half),
+      ("longest", "serving_default", 1, max(1, min(limits.max_num_samples,
+                                                   frames // (context + future))),
+       context, future),
+      ("mean_future_most_videos", "mean_future", max(1, frames // (context + future)), 1,
+       context, future),
+  ]
+
+
+def _largest(path: str) -> dict:
+  """Times each of `largest_requests` in a fresh process of this bench; their results."""
+  info = export.read_info(path)
+  limits = export.Limits(**info["limits"])  # an older export's lacks max_num_context
+  requests = FLAGS.requests if FLAGS["requests"].present else 1
+  warmup = FLAGS.warmup if FLAGS["warmup"].present else 0
+  results = []
+  for name, signature, videos, samples, n_context, num_future in largest_requests(
+      limits, info["config"]["n_past"]):
+    shape = dict(videos=videos, num_samples=samples, n_context=n_context, num_future=num_future)
+    print(f"serve --largest | {name}: {signature} {videos} video(s) x {samples} sample(s) x "
+          f"({n_context} + {num_future}) frames", file=sys.stderr, flush=True)
+    child = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), f"--export_dir={path}",
+         f"--signature={signature}", f"--requests={requests}", f"--warmup={warmup}"]
+        + [f"--{k}={v}" for k, v in shape.items()], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    if child.returncode:
+      results.append(dict(shape, name=name, signature=signature,
+                          error=child.stderr.strip().splitlines()[-3:]))
+    else:
+      results.append(dict(json.loads(child.stdout.strip().splitlines()[-1]), name=name))
+  return {"requests": results, "limits": dataclasses.asdict(limits),
+          "dataset": info["config"]["dataset"], "model": info["config"]["model"],
+          "base_filters": info["config"]["base_filters"]}
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -74,44 +214,10 @@ def main(argv):
       path = _version_dir(workdir)
     except (ValueError, FileNotFoundError) as err:
       raise app.UsageError(str(err))
-    export_s = time.perf_counter() - start
-    start = time.perf_counter()
-    serve = tf.saved_model.load(path).signatures["serving_default"]
-    load_s = time.perf_counter() - start
-    start = time.perf_counter()
-    for request in local_server.read_warmup_requests(path):
-      if request.model_spec.signature_name == "serving_default":
-        serve(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
-    warmup_file_ms = 1000 * (time.perf_counter() - start)
-    info = json.load(open(os.path.join(path, "assets.extra", export.INFO_FILE)))
-    c = info["config"]
-    context = np.random.default_rng(0).random(
-        (1, FLAGS.n_context, c["image_size"], c["image_size"], c["channels"])).astype(np.float32)
-    inputs = dict(context=tf.constant(context), num_future=tf.constant(FLAGS.num_future),
-                  num_samples=tf.constant(FLAGS.num_samples), seed=tf.constant(0))
-    if c["action_dim"]:
-      inputs["actions"] = tf.zeros([1, FLAGS.n_context + FLAGS.num_future - 1, c["action_dim"]])
-    times = []
-    for i in range(FLAGS.warmup + FLAGS.requests):
-      start = time.perf_counter()
-      serve(**inputs)["frames"].numpy()
-      if i >= FLAGS.warmup:
-        times.append(time.perf_counter() - start)
-  p50 = statistics.median(times)
-  record.save("serve", {
-      "p50_ms": round(1000 * p50, 1),
-      "max_ms": round(1000 * max(times), 1),
-      "p95_ms": round(1000 * float(np.percentile(times, 95)), 1),
-      "min_ms": round(1000 * min(times), 1),
-      "frames_per_s": round(FLAGS.num_samples * FLAGS.num_future / p50, 1),
-      "requests": FLAGS.requests, "videos": 1, "num_samples": FLAGS.num_samples,
-      "num_future": FLAGS.num_future, "n_context": FLAGS.n_context,
-      "dataset": c["dataset"], "model": c["model"], "arch": c["arch"],
-      "base_filters": c["base_filters"], "precision": c["precision"],
-      "export_s": round(export_s, 1), "load_s": round(load_s, 1),
-      "warmup_file_ms": round(warmup_file_ms, 1), "tensorflow": tf.__version__,
-      "cpu_threads": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU")),
-  }, FLAGS.out)
+    export_s = round(time.perf_counter() - start, 1)
+    result = _largest(path) if FLAGS.largest else _time_requests(path)
+  record.save("serve_largest" if FLAGS.largest else "serve", dict(result, export_s=export_s),
+              FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,16 @@ flags.DEFINE_string("model_dir", None, "train.py run directory (config.json + ch
 flags.DEFINE_string("export_dir", None, "Base folder of exports; the model goes to "
                     "EXPORT_DIR/MODEL_NAME/<version>")
 flags.DEFINE_string("model_name", "svg", "Model name: the folder under --export_dir and the name "
-                    "clients use (/v1/models/NAME:predict)")
+                    "clients use (/v1/models/NAME:predict): letters, digits, '_', '.', '-', "
+                    "starting with a letter or digit")
 flags.DEFINE_integer("version", None, "Version folder (an integer); default: one more than the "
                      "highest existing version, 1 for the first")
 flags.DEFINE_integer("max_num_samples", 100, "Cap on num_samples per request")
 flags.DEFINE_integer("max_num_future", 100, "Cap on num_future per request")
-flags.DEFINE_integer("max_frames", 10_000, "Cap on generated frames per request "
-                     "(videos x num_samples x num_future)")
+flags.DEFINE_integer("max_frames", 10_000, "Cap on the frames one request handles: videos x "
+                     "num_samples x (n_context + num_future), since every sample runs over the "
+                     "context again (mean_future, prior_std: videos x (n_context + num_future))")
+flags.DEFINE_integer("max_num_context", 100, "Cap on context frames per video in a request")
 FLAGS = flags.FLAGS
 
 
@@ -44,7 +47,8 @@ def main(argv):
   from svg_tf import checkpoints, export, run_dir
   # pylint: enable=g-import-not-at-top
   try:  # TensorFlow starts here, once the flags parsed
-    limits = export.Limits(FLAGS.max_num_samples, FLAGS.max_num_future, FLAGS.max_frames)
+    limits = export.Limits(FLAGS.max_num_samples, FLAGS.max_num_future, FLAGS.max_frames,
+                           FLAGS.max_num_context)
     path = export.export_run(FLAGS.model_dir, FLAGS.export_dir, FLAGS.model_name, FLAGS.version,
                              limits)
   except (ValueError, OSError, run_dir.RunDirError, checkpoints.CheckpointReadError) as err:

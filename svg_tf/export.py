@@ -9,11 +9,14 @@ writes TF Serving's layout, one integer folder per version:
 
 A version is written under a hidden temporary name in EXPORT_DIR/svg/ and renamed into place
 (atomic on a local disk), so a server watching the folder never loads half a version; TF Serving
-ignores non-integer folder names. An existing version is never overwritten.
+ignores non-integer folder names. An existing version is never overwritten. A killed export
+leaves its temporary folder behind; the next export into EXPORT_DIR/svg/ removes it once the
+owner written in it (host and PID) no longer runs.
 
 Signatures (method tensorflow/serving/predict; every input is named, "[...]" are shapes):
 
-  serving_default  context     float32 [batch, n_context, H, W, C] in [0, 1], n_context >= 1
+  serving_default  context     float32 [batch, n_context, H, W, C] in [0, 1],
+                               1 <= n_context <= max_num_context
                    num_future  int32 scalar, 1..max_num_future
                    num_samples int32 scalar, 1..max_num_samples
                    seed        int32 scalar; optional over gRPC (default -1)
@@ -49,18 +52,27 @@ TF Serving uses when a gRPC request leaves the input out: seed defaults to -1 (r
 Serving's REST API requires every input, and Python's `loaded.signatures[...]` too.
 
 Caps (checked in the graph; `Limits`, recorded in svg_export.json): num_samples <= 100 (the
-paper's best-of-100 protocol), num_future <= 100, and at most 10,000 generated frames per request
-(videos x num_samples x num_future: 10,000 BAIR frames are 0.5 GB of float32 output).
+paper's best-of-100 protocol), num_future <= 100, at most 100 context frames per video, and at
+most 10,000 frames per request counted as the model handles them: every sample runs over the
+whole context again (its rows repeat the context), so serving_default counts videos x num_samples
+x (n_context + num_future), mean_future and prior_std videos x (n_context + num_future). 10,000
+BAIR frames are 0.5 GB of float32 output. (Before the context was capped and counted, one
+request of 1,000 context frames x 100 samples x 100 future frames, inside every other cap, took
+30 s and grew a server from 0.9 to 8.7 GB.) Older exports, whose svg_export.json lacks
+max_num_context, cap neither the context nor its frames.
 
-Bad requests (wrong rank, frame size or channels, values outside [0, 1], num_samples or
-num_future out of range, too many frames, actions of the wrong shape, one context frame with
-skip_rule=reference) fail with INVALID_ARGUMENT naming the problem before any frame is generated;
-the server keeps serving. Wrong dtypes are refused by TF Serving itself (INVALID_ARGUMENT).
+Bad requests (wrong rank, frame size or channels, values outside [0, 1], too many context frames,
+num_samples or num_future out of range, too many frames, actions of the wrong shape, one context
+frame with skip_rule=reference) fail with INVALID_ARGUMENT naming the problem before any frame is
+generated; the server keeps serving. Wrong dtypes are refused by TF Serving itself
+(INVALID_ARGUMENT).
 """
 
 import dataclasses
 import json
 import os
+import re
+import socket
 import time
 import uuid
 from typing import Callable, Dict, List, Optional, Tuple
@@ -72,7 +84,7 @@ import tensorflow as tf
 
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from svg_tf import checkpoints, media
+from svg_tf import checkpoints, media, run_dir
 from svg_tf.model import SVG, mean_prior_std
 
 WARMUP_FILE = "tf_serving_warmup_requests"  # TF Serving replays it when it loads a version
@@ -80,14 +92,23 @@ INFO_FILE = "svg_export.json"
 SIGNATURES = ("serving_default", "mean_future", "prior_std")
 RANDOM_SEED = -1  # the default of `seed`: a fresh random seed per request
 _WARMUP_FUTURE = 2
+# TF Serving's REST handler reaches /v1/models/NAME[/versions/N]:predict for NAME matching [^/:]+
+# (http_rest_api_handler.cc); the name is also a folder and a URL path segment, hence this
+# narrower set (no '/', ':', spaces, '%', '?', '#', or a leading '.').
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_TMP_PREFIX = ".tmp-"  # not an integer: TF Serving ignores the folder
+_OWNER_FILE = ".owner"  # in a temporary folder: {"host", "pid"} of the export writing it
+_UNOWNED_AGE_S = 3600  # a temporary folder without an owner this old is a killed export's
 
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-  """Caps on one request, compiled into the SavedModel."""
+  """Caps on one request, compiled into the SavedModel. Callers build it positionally: new fields
+  go last, with defaults, so that svg_export.json files without them still load."""
   max_num_samples: int = 100  # the paper's protocol draws 100 samples per test video
   max_num_future: int = 100
-  max_frames: int = 10_000  # videos x num_samples x num_future
+  max_frames: int = 10_000  # videos x num_samples x (n_context + num_future)
+  max_num_context: int = 100  # context frames per video
 
   def __post_init__(self):
     for field in dataclasses.fields(self):
@@ -151,6 +172,9 @@ class ServingFunctions:
         _check(shape[1] >= min_context, f"context must hold at least {min_context} frame(s) per "
                "video" + (" (this model's skip_rule=reference reads x[n_context-2])"
                           if min_context > 1 else "") + "; got shape", shape),
+        _check(shape[1] <= self.limits.max_num_context, "context may hold at most "
+               f"{self.limits.max_num_context} frames per video (max_num_context); got shape",
+               shape),
         _check(in_range, "context values must be in [0, 1] (divide 8-bit pixels by 255); got min",
                tf.reduce_min(context), "max", tf.reduce_max(context)),
     ], context)
@@ -179,10 +203,17 @@ class ServingFunctions:
     actions = tf.reshape(actions[:, :needed], tf.stack([batch, needed, c.action_dim]))
     return context, num_future, actions, batch
 
-  def _frames_cap(self, frames):
-    return _check(frames <= self.limits.max_frames, "a request may generate at most "
-                  f"{self.limits.max_frames} frames (videos x num_samples x num_future); got",
-                  frames)
+  def _frames_cap(self, context, num_future, num_samples=None):
+    """The max_frames check. Every sample runs over the whole context again (SVG.sample repeats
+    it per sample), so the context frames count once per sample, like the generated ones."""
+    videos, n_context = tf.unstack(tf.cast(tf.shape(context)[:2], tf.int64))
+    frames = videos * (n_context + tf.cast(num_future, tf.int64))
+    count = "videos x (n_context + num_future)"
+    if num_samples is not None:
+      frames *= tf.cast(num_samples, tf.int64)
+      count = "videos x num_samples x (n_context + num_future)"
+    return _check(frames <= self.limits.max_frames, "a request may handle at most "
+                  f"{self.limits.max_frames} frames ({count}; max_frames); got", frames)
 
   # -------------------------------------------------------------------------------- signatures
   def sample(self, context, num_future, num_samples, seed, actions=None,
@@ -195,12 +226,10 @@ class ServingFunctions:
     context, num_future, actions, batch = self._request(context, num_future, actions)
     num_samples = _one_value(tf.convert_to_tensor(num_samples, tf.int32), "num_samples", batch)
     seed = _one_value(tf.convert_to_tensor(seed, tf.int32), "seed", batch)
-    frames = tf.cast(batch, tf.int64) * tf.cast(num_samples, tf.int64) * tf.cast(num_future,
-                                                                                 tf.int64)
     num_samples = _after([
         _check((num_samples >= 1) & (num_samples <= self.limits.max_num_samples),
                f"num_samples must be in [1, {self.limits.max_num_samples}]; got", num_samples),
-        self._frames_cap(frames)], num_samples)
+        self._frames_cap(context, num_future, num_samples)], num_samples)
     # A raw op with seeds 0: nondeterministic even when a global TF seed was set at export time.
     fresh = tf.raw_ops.RandomUniformInt(shape=tf.constant([], tf.int32), minval=0,
                                         maxval=tf.int32.max, seed=0, seed2=0)
@@ -210,9 +239,8 @@ class ServingFunctions:
     return {"frames": out.frames}
 
   def _mean_future(self, context, num_future, actions):
-    context, num_future, actions, batch = self._request(context, num_future, actions)
-    num_future = _after([self._frames_cap(tf.cast(batch, tf.int64) * tf.cast(num_future, tf.int64))],
-                        num_future)
+    context, num_future, actions, _ = self._request(context, num_future, actions)
+    num_future = _after([self._frames_cap(context, num_future)], num_future)
     return self.model.predict_future(context, num_future, None, bn_mode="moving", actions=actions)
 
   def mean_future(self, context, num_future, actions=None) -> Dict[str, tf.Tensor]:
@@ -325,15 +353,67 @@ def read_info(version_dir: str) -> Dict:
     return json.load(f)
 
 
+def _owner(tmp: str) -> Optional[Dict]:
+  """The {"host", "pid"} written in a temporary export folder; None if missing or unreadable."""
+  try:
+    with tf.io.gfile.GFile(os.path.join(tmp, _OWNER_FILE)) as f:
+      owner = json.loads(f.read())
+  except (ValueError, tf.errors.OpError):
+    return None
+  return owner if isinstance(owner, dict) and isinstance(owner.get("pid"), int) else None
+
+
+def remove_leftovers(model_root: str) -> List[str]:
+  """Removes the temporary folders that killed exports left in EXPORT_DIR/MODEL_NAME; returns them.
+
+  A folder is removed when its owner ran on this host and its PID no longer runs, or when it has
+  no readable owner and has not changed for an hour (an export killed before writing one, or
+  written before owners were). A live export's folder always has a running owner or is fresh; a
+  folder owned on another host is kept (its PID cannot be checked here) and logged.
+  """
+  removed = []
+  for name in tf.io.gfile.listdir(model_root):
+    name = name.rstrip("/")
+    if not name.startswith(_TMP_PREFIX):
+      continue
+    path = os.path.join(model_root, name)
+    owner = _owner(path)
+    try:
+      if owner is None:
+        age_s = time.time() - tf.io.gfile.stat(path).mtime_nsec / 1e9
+        if age_s < _UNOWNED_AGE_S:
+          continue
+        why = f"no owner written, unchanged for {age_s / 3600:.1f} h"
+      elif owner.get("host") != socket.gethostname():
+        logging.info("export | kept %s: written by PID %s on %s, which cannot be checked from "
+                     "here; delete it if that export no longer runs", path, owner["pid"],
+                     owner.get("host"))
+        continue
+      elif run_dir.process_runs(owner["pid"]):
+        continue
+      else:
+        why = f"its export, PID {owner['pid']} on this host, no longer runs"
+      tf.io.gfile.rmtree(path)
+    except tf.errors.NotFoundError:  # removed meanwhile (its export finished, or another cleaner)
+      continue
+    logging.info("export | removed %s, left by a killed export (%s)", path, why)
+    removed.append(path)
+  return removed
+
+
 def export_saved_model(model: SVG, export_dir: str, model_name: str = "svg",
                        version: Optional[int] = None, limits: Limits = Limits(),
                        info: Optional[Dict] = None) -> str:
   """Writes `model` as EXPORT_DIR/MODEL_NAME/<version>/ (default: the next integer); returns it.
 
-  Raises FileExistsError naming the folder if the version exists (nothing is overwritten).
+  First removes what killed exports left in EXPORT_DIR/MODEL_NAME (`remove_leftovers`).
+  Raises FileExistsError naming the folder if the version exists (nothing is overwritten), and
+  ValueError for a model name outside MODEL_NAME_PATTERN.
   """
-  if not model_name or "/" in model_name or model_name.startswith("."):
-    raise ValueError(f"--model_name={model_name!r}: must be a plain folder name")
+  if not re.fullmatch(MODEL_NAME_PATTERN, model_name or ""):
+    raise ValueError(f"--model_name={model_name!r}: must match {MODEL_NAME_PATTERN} (letters, "
+                     "digits, '_', '.', '-'; no '/' or ':'), so that TF Serving's REST path "
+                     "/v1/models/NAME:predict reaches it")
   root = os.path.join(export_dir, model_name)
   existing = versions(root)
   if version is None:
@@ -350,11 +430,15 @@ def export_saved_model(model: SVG, export_dir: str, model_name: str = "svg",
   if tf.io.gfile.exists(final):
     refuse()
   tf.io.gfile.makedirs(root)
-  tmp = os.path.join(root, f".tmp-{uuid.uuid4().hex}")  # not an integer: TF Serving ignores it
+  remove_leftovers(root)
+  tmp = os.path.join(root, f"{_TMP_PREFIX}{uuid.uuid4().hex}")
   started = time.perf_counter()
   logging.info("export | 1/2 | tracing the signatures %s and writing the SavedModel (the long "
                "step: about a minute for a full-size model on 2 CPU cores)", ", ".join(SIGNATURES))
   try:
+    tf.io.gfile.makedirs(tmp)
+    with tf.io.gfile.GFile(os.path.join(tmp, _OWNER_FILE), "w") as f:  # first: see remove_leftovers
+      f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     build_archive(model, limits).write_out(tmp, verbose=False)
     logging.info("export | 2/2 | SavedModel written in %.0fs; warm-up requests and "
                  "svg_export.json", time.perf_counter() - started)
@@ -366,6 +450,7 @@ def export_saved_model(model: SVG, export_dir: str, model_name: str = "svg",
     details = dict(info or {}, config=model.config.to_dict(), limits=dataclasses.asdict(limits),
                    signatures=list(SIGNATURES), model_name=model_name, version=version)
     media.write_file_atomic(os.path.join(extra, INFO_FILE), json.dumps(details, indent=2))
+    tf.io.gfile.remove(os.path.join(tmp, _OWNER_FILE))  # not part of the version
     if tf.io.gfile.exists(final):  # another export took this version meanwhile
       refuse()
     tf.io.gfile.rename(tmp, final, overwrite=False)

@@ -25,9 +25,10 @@ from svg_tf.config import SVGConfig
 from svg_tf.model import MAX_SEED, SVG
 
 # In this process nothing is served to others: the caps only guard against typos, and the work is
-# cut into calls of at most FRAMES_PER_CALL generated frames (whole videos) to bound memory.
+# cut into calls of at most FRAMES_PER_CALL frames, counted as the export's max_frames counts them
+# (context frames once per sample), to bound memory.
 IN_PROCESS_LIMITS = export.Limits(max_num_samples=100_000, max_num_future=100_000,
-                                  max_frames=2**31 - 1)
+                                  max_frames=2**31 - 1, max_num_context=100_000)
 FRAMES_PER_CALL = 10_000
 
 
@@ -99,8 +100,9 @@ class Predictor:
     context, actions = self._inputs(context, actions)
     batch, done = context.shape[0], 0
     total = batch * num_samples * num_future
+    rollout = context.shape[1] + num_future  # frames per sample, as the cap counts them
     out = []
-    for videos in _groups(batch, max(1, self._max_frames // (num_samples * num_future))):
+    for videos in _groups(batch, max(1, self._max_frames // (num_samples * rollout))):
       group = len(range(batch)[videos])
       inputs = dict(context=context[videos], num_future=np.int32(num_future),
                     seed=np.int32(seed))
@@ -109,7 +111,7 @@ class Predictor:
       if self._sample_part is None:  # an export: its signature draws every sample at once
         parts = [(0, num_samples)]
       else:
-        size = min(num_samples, max(1, self._max_frames // (group * num_future)))
+        size = min(num_samples, max(1, self._max_frames // (group * rollout)))
         if progress is not None:
           size = min(size, -(-num_samples // 10))
         parts = [(first, min(size, num_samples - first)) for first in range(0, num_samples, size)]
@@ -130,17 +132,13 @@ class Predictor:
 
   def mean_future(self, context, num_future: int, actions=None) -> np.ndarray:
     """The future with every latent at its distribution's mean: [batch, num_future, H, W, C]."""
-    num_future = _count(num_future, "num_future")
-    return self._run("mean_future", context, actions, num_future,
-                     dict(num_future=np.int32(num_future)))["frames"]
+    return self._run("mean_future", context, actions, num_future)["frames"]
 
   def prior_std(self, context, num_future: int, actions=None, per_dim: bool = False) -> np.ndarray:
     """The learned prior's std at each generated step along the mean future (the paper's Fig. 6):
     [batch, num_future] averaged over z, or [batch, num_future, z_dim] with per_dim. 1 for an
     SVG-FP model (its prior is N(0, I)), 0 for the deterministic model."""
-    num_future = _count(num_future, "num_future")
-    out = self._run("prior_std", context, actions, num_future,
-                    dict(num_future=np.int32(num_future)))
+    out = self._run("prior_std", context, actions, num_future)
     return out["prior_std_per_dim" if per_dim else "prior_std"]
 
   def _inputs(self, context, actions):
@@ -165,13 +163,15 @@ class Predictor:
     except tf.errors.InvalidArgumentError as err:
       raise ValueError(_request_error(err)) from None
 
-  def _run(self, signature: str, context, actions, frames_per_video: int,
-           scalars: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    """Calls `signature` on groups of whole videos; concatenates the outputs over videos."""
+  def _run(self, signature: str, context, actions, num_future) -> Dict[str, np.ndarray]:
+    """Calls `signature` (mean_future, prior_std) on groups of whole videos; concatenates the
+    outputs over videos."""
+    num_future = _count(num_future, "num_future")
     context, actions = self._inputs(context, actions)
+    rollout = context.shape[1] + num_future  # frames per video, as the cap counts them
     outputs = []
-    for videos in _groups(context.shape[0], max(1, self._max_frames // frames_per_video)):
-      inputs = dict(scalars, context=context[videos])
+    for videos in _groups(context.shape[0], max(1, self._max_frames // rollout)):
+      inputs = dict(context=context[videos], num_future=np.int32(num_future))
       if actions is not None:
         inputs["actions"] = actions[videos]
       outputs.append(self._call(self._signatures[signature], inputs))

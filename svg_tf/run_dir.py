@@ -109,7 +109,8 @@ def _read_config_dict(model_dir: str) -> Dict[str, Any]:
   return values
 
 
-def _alive(pid: int) -> bool:
+def process_runs(pid: int) -> bool:
+  """Whether a process with this PID runs on this host (a lock or folder's owner is alive)."""
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
@@ -147,7 +148,7 @@ class RunLock:
     old = self._read()
     if old is not None:
       same_host = old.get("host") == self.holder["host"]
-      if same_host and isinstance(old.get("pid"), int) and _alive(old["pid"]):
+      if same_host and isinstance(old.get("pid"), int) and process_runs(old["pid"]):
         raise RunDirError(
             f"{os.path.dirname(self.path)} is in use by another train.py (PID {old['pid']} on "
             f"{old['host']}, since {old.get('started')}): wait for it or stop it; if no such "

@@ -6,6 +6,9 @@ local stand-in server and the gRPC client) or evaluate.py's sampler, whatever th
 chunking, the number of samples drawn or the number of replicas.
 """
 
+import json
+import shutil
+
 import keras
 import numpy as np
 import pytest
@@ -104,6 +107,33 @@ def test_bad_requests_are_one_clear_value_error(saved, call, message):
   predictor = svg_tf.load(saved[2])
   with pytest.raises(ValueError, match=message):
     call(predictor, moving_squares(1, 2, seed=23))
+
+
+def test_an_exports_predictor_cuts_work_as_its_frame_cap_counts_it():
+  """Groups of videos count the context once per sample, as max_frames does, so that the
+  Predictor of an export never sends a request the export refuses."""
+  model = sensitised_model(config_lib.preset("smmnist", **TINY))
+  functions = export.ServingFunctions(model, export.Limits(max_frames=12))
+  signatures = {name: fn for name, (fn, _) in functions.endpoints().items()}  # run eagerly
+  predictor = svg_tf.Predictor(model.config, signatures, "an export with max_frames=12", 12)
+  context = moving_squares(3, 2, seed=25)
+  frames = predictor.sample(context, 2, num_samples=2, seed=SEED)  # 2 x (2 + 2) = 8 a video
+  uncut = export.ServingFunctions(model).sample(context, 2, 2, SEED)["frames"]
+  np.testing.assert_allclose(frames, uncut, atol=1e-5)
+  assert predictor.mean_future(context, 3).shape == (3, 3, 64, 64, 1)  # 2 + 3 = 5 a video
+
+
+def test_an_export_from_before_the_context_cap_still_loads(saved, tmp_path):
+  old = str(tmp_path / "1")
+  shutil.copytree(saved[2], old)
+  info_path = f"{old}/assets.extra/{export.INFO_FILE}"
+  with open(info_path) as f:
+    info = json.load(f)
+  del info["limits"]["max_num_context"]
+  with open(info_path, "w") as f:
+    json.dump(info, f)
+  frames = svg_tf.load(old).sample(moving_squares(1, 2, seed=26), 2, num_samples=2, seed=SEED)
+  assert frames.shape == (1, 2, 2, 64, 64, 1)
 
 
 def test_deterministic_model_returns_copies_of_its_one_future():

@@ -10,8 +10,10 @@ import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -222,7 +224,7 @@ def test_export_cli_writes_the_tf_serving_layout(tmp_path):
   model_dir, export_dir = str(tmp_path / "run"), str(tmp_path / "exports")
   write_run(model_dir, model)
   flags = [f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--model_name=svg",
-           "--version=3", "--max_num_samples=50"]
+           "--version=3", "--max_num_samples=50", "--max_num_context=7"]
   out = _export_cli(*flags)
   path = os.path.join(export_dir, "svg", "3")
   assert out.returncode == 0, out.stderr[-3000:]
@@ -233,15 +235,19 @@ def test_export_cli_writes_the_tf_serving_layout(tmp_path):
   assert os.path.getsize(os.path.join(extra, "tf_serving_warmup_requests")) > 0
   info = json.load(open(os.path.join(extra, "svg_export.json")))
   assert info["checkpoint_step"] == 1 and info["limits"]["max_num_samples"] == 50
+  assert info["limits"]["max_num_context"] == 7
   assert info["config"]["z_dim"] == 3 and info["version"] == 3
   again = _export_cli(*flags)  # the same version again: refused, the first export untouched
   assert again.returncode != 0 and "Traceback" not in again.stderr
   assert re.search(re.escape(path) + " already exists.*next free: 4", again.stderr)
   assert os.listdir(os.path.join(export_dir, "svg")) == ["3"]
   context = moving_squares(2, 2, seed=3)
-  served = tf.saved_model.load(path).signatures["serving_default"](**sample_request(context))
+  serve = tf.saved_model.load(path).signatures["serving_default"]
   expected = export.ServingFunctions(model).sample(context, 3, 2, 11)["frames"]
-  np.testing.assert_allclose(served["frames"], expected, atol=1e-5)  # the checkpoint's weights
+  np.testing.assert_allclose(serve(**sample_request(context))["frames"], expected,
+                             atol=1e-5)  # the checkpoint's weights
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r"at most 7 frames per video"):
+    serve(**sample_request(moving_squares(1, 8, seed=3)))
 
 
 def test_export_cli_refuses_a_checkpoint_without_every_variable(tmp_path):
@@ -257,10 +263,12 @@ def test_export_cli_refuses_a_checkpoint_without_every_variable(tmp_path):
 
 
 class _FakeArchive:
-  """Stands in for the ExportArchive where only the folder handling is under test."""
+  """Stands in for the ExportArchive where only the folder handling is under test; keeps the
+  owner that the export wrote in its temporary folder."""
 
   def write_out(self, path, verbose=False):
-    os.makedirs(path)
+    with open(os.path.join(path, ".owner")) as f:
+      self.owner = json.load(f)
     with open(os.path.join(path, "saved_model.pb"), "wb") as f:
       f.write(b"fake")
 
@@ -292,6 +300,38 @@ def test_versions_increment_are_never_overwritten_and_a_failed_export_leaves_not
   os.makedirs(os.path.join(root, "notes"))  # TF Serving ignores non-integer folders; so do we
   assert export.versions(root) == [7, 8]
   assert export.export_saved_model(model, export_dir, "svg") == os.path.join(root, "9")
+
+
+def test_an_export_removes_the_temporary_folders_of_killed_exports_only(tmp_path, monkeypatch):
+  archive = _FakeArchive()
+  monkeypatch.setattr(export, "build_archive", lambda model, limits: archive)
+  root = tmp_path / "exports" / "svg"
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()  # reaped: its PID runs no more
+  owners = {".tmp-killed": {"host": socket.gethostname(), "pid": dead.pid},
+            ".tmp-running": {"host": socket.gethostname(), "pid": os.getpid()},
+            ".tmp-elsewhere": {"host": "another-host", "pid": dead.pid}}
+  for name, owner in owners.items():
+    (root / name).mkdir(parents=True)
+    (root / name / ".owner").write_text(json.dumps(owner))
+  for name in (".tmp-unowned-old", ".tmp-unowned-new"):
+    (root / name).mkdir()
+  two_hours_ago = time.time() - 7200
+  os.utime(root / ".tmp-unowned-old", (two_hours_ago, two_hours_ago))
+  model = SVG(config_lib.preset("smmnist", **TINY))
+  path = export.export_saved_model(model, str(tmp_path / "exports"), "svg")
+  assert sorted(os.listdir(root)) == [".tmp-elsewhere", ".tmp-running", ".tmp-unowned-new", "1"]
+  assert archive.owner == {"host": socket.gethostname(), "pid": os.getpid()}  # written first
+  assert ".owner" not in os.listdir(path)  # not part of the version
+
+
+def test_model_names_that_tf_servings_rest_path_cannot_reach_are_refused(exported, tmp_path):
+  for name in ("my:model", "a/b", ".hidden", "", "two words", "50%"):
+    with pytest.raises(ValueError, match=re.escape(f"--model_name={name!r}: must match")):
+      export.export_saved_model(exported.model, str(tmp_path), name)
+  assert os.listdir(tmp_path) == []
+  for name in ("svg", "svg-lp_2.v1", "BAIR64"):
+    assert re.fullmatch(export.MODEL_NAME_PATTERN, name)
 
 
 # -------------------------------------------------------------------------- checks without svg_tf
@@ -394,7 +434,13 @@ BAD_REQUESTS = [
     (dict(num_future=0), r"num_future must be in \[1, 100\]; got\] \[0\]"),
     (dict(num_future=101), r"num_future must be in \[1, 100\]"),
     (dict(context=np.zeros((40, 2, 64, 64, 1)), num_samples=100, num_future=3),
-     r"at most 10000 frames .*got\] \[12000\]"),
+     r"at most 10000 frames .*got\] \[20000\]"),
+    # 7,500 generated frames, but each of the 2,500 samples runs over 2 context frames as well
+    (dict(context=np.zeros((25, 2, 64, 64, 1)), num_samples=100, num_future=3),
+     r"at most 10000 frames \(videos x num_samples x \(n_context \+ num_future\); max_frames\); "
+     r"got\] \[12500\]"),
+    (dict(context=np.zeros((1, 101, 64, 64, 1))),
+     r"at most 100 frames per video \(max_num_context\); got shape\] \[1 101 64 64 1\]"),
     (dict(num_future=[3, 4]), "num_future must be one value for the whole request"),
     (dict(num_samples=[[1]]), "num_samples must be a scalar"),
 ]
@@ -418,6 +464,16 @@ def test_bad_requests_fail_with_invalid_argument_and_the_model_keeps_serving(loa
           num_samples=tf.constant(1), seed=tf.constant(1))
   frames = serve(**sample_request(good["context"]))["frames"]  # still serving
   assert frames.shape == (1, 2, 3, 64, 64, 1)
+
+
+def test_mean_future_and_prior_std_count_the_context_in_the_frame_cap(exported):
+  functions = export.ServingFunctions(exported.model, export.Limits(max_frames=12))
+  context = moving_squares(2, 4, seed=12)
+  assert functions.mean_future(context, 2)["frames"].shape == (2, 2, 64, 64, 1)  # 2 x (4 + 2)
+  for signature in (functions.mean_future, functions.prior_std):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"at most 12 frames \(videos x "
+                       r"\(n_context \+ num_future\); max_frames\); got\W+14"):
+      signature(context, 3)  # 6 future frames, 14 counted
 
 
 def test_warmup_records_parse_and_replay_through_the_signatures(exported, loaded):

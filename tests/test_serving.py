@@ -6,10 +6,13 @@ over the exported SavedModel (see svg_tf/serving/local_server.py for how faithfu
 client is used as applications import it, `svg_tf.serving.Client`.
 """
 
+import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 
@@ -117,6 +120,9 @@ def test_bad_requests_are_refused_and_the_server_keeps_serving(server):
                          num_samples=np.int32(1)), "INVALID_ARGUMENT", "must be 64x64"),
       (grpc_client, dict(context=context, num_future=np.int32(2), num_samples=np.int32(1),
                          speed=np.int32(1)), "INVALID_ARGUMENT", "Sent extra: {speed}"),
+      (grpc_client, dict(context=np.zeros((1, 101, 64, 64, 1), np.float32), num_future=np.int32(2),
+                         num_samples=np.int32(1)), "INVALID_ARGUMENT",
+       r"at most 100 frames per video \(max_num_context\)"),
       (rest_client, dict(context=context, num_future=np.int32(0), num_samples=np.int32(1),
                          seed=np.int32(1)), "INVALID_ARGUMENT", r"num_future must be in \[1, 100\]"),
       (rest_client, dict(context=context[0], num_future=np.int32(2), num_samples=np.int32(1),
@@ -137,6 +143,85 @@ def test_bad_requests_are_refused_and_the_server_keeps_serving(server):
   assert grpc_client.sample(context, 2, 1, seed=1).shape == (1, 1, 2, 64, 64, 1)  # still serving
   assert rest_client.sample(context, 2, 1, seed=1).shape == (1, 1, 2, 64, 64, 1)
   grpc_client.close()
+
+
+def test_rest_json_numbers_are_refused_where_tf_serving_refuses_them(server):
+  """numpy would wrap an int64 into int32, take true as 1 and a float32 overflow as inf."""
+  context = np.full((1, 2, 64, 64, 1), 0.5).tolist()
+  with_true, too_big = json.loads(json.dumps(context)), json.loads(json.dumps(context))
+  with_true[0][1][5][5][0], too_big[0][1][5][5][0] = True, 1e39
+  good = {"context": context, "num_future": 2, "num_samples": 1, "seed": 3}
+  cases = [
+      ({"inputs": dict(good, seed=4294967303)},  # 2**32 + 7: not seed 7
+       "seed: JSON integer 4294967303 is outside int32's range [-2147483648, 2147483647]"),
+      ({"instances": [dict(good, context=context[0], num_samples=2**32 + 2)]},
+       "element 0 key num_samples: JSON integer 4294967298 is outside int32's range"),
+      ({"inputs": dict(good, num_future=True)},
+       "num_future: JSON true/false is not of expected type: int32"),
+      ({"inputs": dict(good, context=with_true)},
+       "context: JSON true/false is not of expected type: float32"),
+      ({"inputs": dict(good, context=too_big)},
+       "context: JSON number 1e+39 is outside float32's range"),
+  ]
+  for body, message in cases:
+    status, answer = post(server, "/v1/models/svg:predict", body)
+    assert status == 400 and message in answer["error"], (status, answer)
+  assert post(server, "/v1/models/svg:predict", {"inputs": good})[0] == 200
+
+
+def raw_post(server, headers):
+  """(HTTP status, decoded JSON answer) of a POST of these headers alone, no body sent."""
+  connection = http.client.HTTPConnection(server.rest_address, timeout=20)
+  try:
+    connection.putrequest("POST", "/v1/models/svg:predict")
+    for key, value in headers.items():
+      connection.putheader(key, value)
+    connection.endheaders()
+    response = connection.getresponse()
+    return response.status, json.loads(response.read())
+  finally:
+    connection.close()
+
+
+def test_rest_bodies_need_a_valid_content_length_within_the_limit(server):
+  start = time.monotonic()
+  status, answer = raw_post(server, {"Content-Length": "2000000000"})
+  assert status == 413 and "over this server's limit of 268435456 bytes" in answer["error"]
+  assert time.monotonic() - start < 10  # answered without waiting for the body
+  for length in ("-5", "abc", "1e3"):
+    status, answer = raw_post(server, {"Content-Length": length})
+    assert status == 400 and f"Content-Length {length!r}" in answer["error"]
+  assert raw_post(server, {})[0] == 411
+
+
+def test_a_rest_client_that_stops_sending_is_dropped(exported):
+  with local_server.LocalServer(os.path.join(exported.export_dir, "svg"), "svg",
+                                read_timeout_s=1) as local:
+    host, port = local.rest_address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=20) as stalled:
+      stalled.sendall(b"POST /v1/models/svg:predict HTTP/1.1\r\nHost: test\r\n"
+                      b"Content-Length: 1000\r\n\r\n{\"inputs\": ")  # then nothing
+      start, answer = time.monotonic(), b""
+      while chunk := stalled.recv(65536):  # until the server closes the connection
+        answer += chunk
+    assert time.monotonic() - start < 10
+    assert answer.split(b"\r\n")[0].split()[1] == b"408"
+    with serving.Client(local.rest_address, "svg", "rest") as client:  # still serving
+      assert client.mean_future(moving_squares(1, 2, seed=26), 2).shape == (1, 2, 64, 64, 1)
+
+
+def test_the_client_refuses_counts_and_seeds_that_are_not_int32(server):
+  context = moving_squares(1, 2, seed=27)
+  with serving.Client(server.grpc_address, "svg") as client:
+    for changes, message in [
+        (dict(seed=2**31), r"seed must be an integer in \[-2147483648, 2147483647\] \(int32\) "
+         r"\(negative: a random seed\), or None; got 2147483648"),
+        (dict(seed=True), "seed must be an integer"),
+        (dict(num_samples=2**32 + 2), r"num_samples must be an integer in \[-2147483648, "),
+        (dict(num_future=1.5), "num_future must be an integer"),
+    ]:
+      with pytest.raises(ValueError, match=message):
+        client.sample(context, **dict(dict(num_future=2, num_samples=1, seed=1), **changes))
 
 
 def test_the_client_loads_without_the_stand_in_server():

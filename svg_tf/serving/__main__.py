@@ -55,7 +55,8 @@ def _define_flags():
   flags.DEFINE_integer("version", None, "Model version (default: the newest served)")
   flags.DEFINE_string("video", None, "Context clip: a video file (.mp4 .avi .mov .mkv .webm), "
                       ".gif, .npy/.npz (T, H, W[, C]) or a folder of PNG/JPEG frames")
-  flags.DEFINE_integer("n_context", 0, "Context frames taken from the start of the video (0: all)")
+  flags.DEFINE_integer("n_context", 0, "Context frames taken from the start of the video (0: "
+                       "all; an export takes at most its max_num_context, 100 by default)")
   flags.DEFINE_integer("num_future", 10, "Frames to generate")
   flags.DEFINE_integer("num_samples", 3, "Futures to draw")
   flags.DEFINE_integer("seed", None, "Seed of the samples (default: random)")

@@ -29,9 +29,20 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 SIGNATURE_OUTPUTS = {"serving_default": ("frames",), "mean_future": ("frames",),
                      "prior_std": ("prior_std", "prior_std_per_dim")}
 MAX_MESSAGE = -1  # gRPC message size: unlimited (TF Serving's server allows 2 GB)
+_INT32_MIN, _INT32_MAX = -2**31, 2**31 - 1  # num_future, num_samples and seed are int32 inputs
 _HTTP_CODE = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429:
               "RESOURCE_EXHAUSTED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE",
               504: "DEADLINE_EXCEEDED"}
+
+
+def _int32(value, name: str, meaning: str = "") -> np.int32:
+  """`value` as an int32 input; ValueError naming it where numpy would raise OverflowError, or
+  silently take a bool or truncate a float. The server checks the value's own range."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not (
+      _INT32_MIN <= value <= _INT32_MAX):
+    raise ValueError(f"{name} must be an integer in [{_INT32_MIN}, {_INT32_MAX}] (int32)"
+                     f"{meaning}; got {value!r}")
+  return np.int32(value)
 
 
 class ServingError(Exception):
@@ -85,13 +96,14 @@ class Client:
              actions=None) -> np.ndarray:
     """serving_default: context (batch, n_context, H, W, C) in [0, 1] ->
     (batch, num_samples, num_future, H, W, C). seed None: a random seed (the server draws it over
-    gRPC; over REST, which needs every input, this client draws it)."""
+    gRPC; over REST, which needs every input, this client draws it); a negative seed also asks
+    the server for a random one. Raises ValueError for a count or seed that is not an int32."""
     inputs = self._inputs(context, num_future, actions)
-    inputs["num_samples"] = np.int32(num_samples)
+    inputs["num_samples"] = _int32(num_samples, "num_samples")
     if seed is None and self.protocol == "rest":
       seed = int(np.random.default_rng().integers(0, 2**31 - 1))
     if seed is not None:
-      inputs["seed"] = np.int32(seed)
+      inputs["seed"] = _int32(seed, "seed", " (negative: a random seed), or None")
     return self.predict(inputs, "serving_default")["frames"]
 
   def mean_future(self, context, num_future: int, actions=None) -> np.ndarray:
@@ -104,7 +116,8 @@ class Client:
 
   @staticmethod
   def _inputs(context, num_future, actions):
-    inputs = {"context": np.asarray(context, np.float32), "num_future": np.int32(num_future)}
+    inputs = {"context": np.asarray(context, np.float32),
+              "num_future": _int32(num_future, "num_future")}
     if actions is not None:
       inputs["actions"] = np.asarray(actions, np.float32)
     return inputs

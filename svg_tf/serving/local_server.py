@@ -9,6 +9,13 @@ requests may leave out inputs that have SignatureDef defaults, REST requests mus
 dtypes, unknown inputs, signatures, models or versions give TF Serving's status codes (HTTP 400 /
 404 for REST), and the response formats are TF Serving's ("predictions": one entry per row, an
 object per row when there are several outputs; "outputs": the tensor, or an object of tensors).
+JSON numbers are converted as TF Serving's parser converts them: for an int32 input only JSON
+integers within int32's range (a seed of 4294967303 is refused, not taken as 7), for a float input
+only numbers within float32's range, and never true/false (HTTP 400 naming the input). A REST
+request must give its Content-Length: a missing one is answered 411, a malformed one 400, one over
+`max_body_bytes` 413 before any of the body is read, and a client that sends nothing for
+`read_timeout_s` seconds is dropped (answered 408 if it stalls within its body), so a stalled
+request holds no thread.
 Not provided: Classify/Regress/MultiInference, GetModelMetadata, model config files, batching,
 version policies other than "latest", and TF Serving's exact wording of its own error messages
 (the model's own errors pass through unchanged).
@@ -33,6 +40,10 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2, prediction_
 
 from svg_tf.serving.client import MAX_MESSAGE, ServingError
 
+# A REST body this large holds about 1,000 BAIR context frames as JSON text (~20 bytes a value),
+# and Python's parse of it several times its size; larger requests belong on gRPC.
+MAX_BODY_BYTES = 256 * 2**20
+READ_TIMEOUT_S = 30.0
 _HTTP_STATUS = {"OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400,
                 "DEADLINE_EXCEEDED": 504, "NOT_FOUND": 404, "ALREADY_EXISTS": 409,
                 "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429, "FAILED_PRECONDITION": 400,
@@ -68,11 +79,15 @@ class LocalServer:
     model_base_path: EXPORT_DIR/MODEL_NAME, holding integer version folders.
     model_name: the name requests must use.
     grpc_port, rest_port: 0 picks free ports (see `grpc_address`, `rest_address`).
+    max_body_bytes: REST bodies over this size are refused (413) unread.
+    read_timeout_s: a REST client that sends nothing for this long is dropped (408).
   """
 
   def __init__(self, model_base_path: str, model_name: str = "svg", grpc_port: int = 0,
-               rest_port: int = 0, host: str = "127.0.0.1"):
+               rest_port: int = 0, host: str = "127.0.0.1", max_body_bytes: int = MAX_BODY_BYTES,
+               read_timeout_s: float = READ_TIMEOUT_S):
     self.model_name, self.host = model_name, host
+    self.max_body_bytes, self.read_timeout_s = max_body_bytes, read_timeout_s
     self.version_dir = latest_version_dir(model_base_path)
     self.version = int(os.path.basename(self.version_dir))
     with open(os.path.join(self.version_dir, "saved_model.pb"), "rb") as f:
@@ -201,17 +216,57 @@ _PREDICT_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?:predict$")
 _STATUS_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?$")
 
 
-def _json_array(value, dtype, what: str) -> np.ndarray:
-  """A JSON value as a numpy array of the signature's dtype (integers only for integer inputs)."""
+def _leaf_types(value) -> set:
+  """The Python types of a parsed JSON value's leaves (nested lists walked, each list's items
+  typed at C speed)."""
+  if not isinstance(value, list):
+    return {type(value)}
+  types = set(map(type, value))
+  if list in types:
+    types.discard(list)
+    for item in value:
+      if isinstance(item, list):
+        types |= _leaf_types(item)
+  return types
+
+
+def _json_array(value, dtype, what: str, may_hold_booleans: bool = True) -> np.ndarray:
+  """A parsed JSON value as a numpy array of the signature's dtype, refused where TF Serving's
+  parser refuses it and numpy would silently wrap, round or convert: true/false for a number, a
+  non-integer or an integer outside the dtype's range for an integer input, a number outside
+  float32's range for a float input.
+
+  may_hold_booleans: False when the request body holds no `true`/`false` at all, which spares
+  walking a large float input's leaves (numpy would take true as 1.0 among numbers).
+  """
+  def refuse(message):
+    raise ServingError("INVALID_ARGUMENT", f"{what}: {message}")
+
+  types = _leaf_types(value) if dtype.is_integer or may_hold_booleans else set()
+  if bool in types:
+    refuse(f"JSON true/false is not of expected type: {dtype.name}")
+  if dtype.is_integer and not types <= {int}:
+    refuse(f"JSON value is not an integer ({dtype.name})")
   try:
     array = np.asarray(value)
   except ValueError as err:
-    raise ServingError("INVALID_ARGUMENT", f"{what}: {err}") from None
-  if array.dtype == object or array.dtype.kind not in "iufb":
-    raise ServingError("INVALID_ARGUMENT", f"{what}: not a dense numeric tensor")
-  if dtype.is_integer and array.dtype.kind == "f":
-    raise ServingError("INVALID_ARGUMENT", f"{what}: JSON value is not an integer ({dtype.name})")
-  return array.astype(dtype.as_numpy_dtype)
+    refuse(str(err))
+  if dtype.is_integer:
+    if array.size and (array.min() < dtype.min or array.max() > dtype.max):
+      bad = array.max() if array.max() > dtype.max else array.min()
+      refuse(f"JSON integer {bad} is outside {dtype.name}'s range [{dtype.min}, {dtype.max}]")
+    return array.astype(dtype.as_numpy_dtype)
+  if not dtype.is_floating:
+    refuse(f"{dtype.name} inputs are not supported here")
+  if array.dtype.kind not in "iuf":
+    refuse("not a dense numeric tensor")
+  with np.errstate(over="ignore"):
+    values = array.astype(dtype.as_numpy_dtype)
+  overflow = np.isinf(values) & np.isfinite(array)
+  if overflow.any():
+    refuse(f"JSON number {array[overflow][0]} is outside {dtype.name}'s range (magnitude at "
+           f"most {float(np.finfo(values.dtype).max):.8g})")
+  return values
 
 
 def _parse_rest_request(body: bytes, server: LocalServer):
@@ -220,6 +275,7 @@ def _parse_rest_request(body: bytes, server: LocalServer):
     doc = json.loads(body)
   except ValueError as err:
     raise ServingError("INVALID_ARGUMENT", f"JSON Parse error: {err}") from None
+  booleans = b"true" in body or b"false" in body
   if not isinstance(doc, dict):
     raise ServingError("INVALID_ARGUMENT", "JSON Value: Is not object")
   signature_name = doc.get("signature_name", "serving_default")
@@ -239,7 +295,8 @@ def _parse_rest_request(body: bytes, server: LocalServer):
     for name in sorted(infos):
       if name not in values:
         raise ServingError("INVALID_ARGUMENT", f"Missing named input: {name} in 'inputs' object.")
-    return signature_name, {k: _json_array(values[k], infos[k], k) for k in infos}, "columnar"
+    inputs = {k: _json_array(values[k], infos[k], k, booleans) for k in infos}
+    return signature_name, inputs, "columnar"
   instances = doc["instances"]
   if not isinstance(instances, list) or not instances:
     raise ServingError("INVALID_ARGUMENT", "Expecting 'instances' to be a non-empty list")
@@ -249,7 +306,7 @@ def _parse_rest_request(body: bytes, server: LocalServer):
       raise ServingError("INVALID_ARGUMENT", f"Failed to process element: {i} of 'instances' "
                          f"list. keys must be equal to: {','.join(sorted(infos))}")
     for k in infos:
-      columns[k].append(_json_array(instance[k], infos[k], f"element {i} key {k}"))
+      columns[k].append(_json_array(instance[k], infos[k], f"element {i} key {k}", booleans))
   inputs = {}
   for k, items in columns.items():
     if any(item.shape != items[0].shape for item in items):
@@ -274,9 +331,19 @@ def _rest_response(outputs: Dict[str, np.ndarray], fmt: str) -> Dict:
   return {"predictions": [{k: v[i].tolist() for k, v in outputs.items()} for i in range(batch)]}
 
 
+class _Refusal(Exception):
+  """A REST request refused at the HTTP level, before its body is parsed."""
+
+  def __init__(self, status: int, message: str):
+    super().__init__(message)
+    self.status, self.message = status, message
+
+
 def _rest_handler(server: LocalServer):
   class Handler(http.server.BaseHTTPRequestHandler):
     """POST /v1/models/NAME[/versions/N]:predict and GET /v1/models/NAME (status)."""
+
+    timeout = server.read_timeout_s  # set on each connection's socket: a stalled read raises
 
     def log_message(self, *unused):  # quiet
       pass
@@ -301,20 +368,44 @@ def _rest_handler(server: LocalServer):
           "version": str(server.version), "state": "AVAILABLE",
           "status": {"error_code": "OK", "error_message": ""}}]})
 
+    def _read_body(self) -> bytes:
+      """The request body, read only when its Content-Length is given and within the limit."""
+      text = self.headers.get("Content-Length")
+      if text is None:
+        raise _Refusal(411, "a POST must give its Content-Length (chunked bodies are not read)")
+      if not re.fullmatch(r"\s*[0-9]+\s*", text):
+        raise _Refusal(400, f"Content-Length {text!r} is not a non-negative integer")
+      length = int(text)
+      if length > server.max_body_bytes:
+        raise _Refusal(413, f"a request body of {length} bytes is over this server's limit of "
+                       f"{server.max_body_bytes} bytes; send large requests over gRPC")
+      try:
+        body = self.rfile.read(length)
+      except TimeoutError:
+        raise _Refusal(408, f"the client sent nothing for {server.read_timeout_s} s") from None
+      if len(body) < length:
+        raise _Refusal(400, f"the body ended after {len(body)} of its {length} bytes")
+      return body
+
     def do_POST(self):  # pylint: disable=invalid-name
       match = _PREDICT_PATH.match(self.path)
       if not match:
         return self._error(ServingError("INVALID_ARGUMENT", f"Malformed request: POST {self.path}"))
       try:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self._read_body()
+      except _Refusal as refusal:  # the body (or its rest) is left unread: close the connection
+        self.close_connection = True
+        return self._send(refusal.status, {"error": refusal.message})
+      try:
         version = int(match.group(2)) if match.group(2) else None
         server.check_servable(match.group(1), version)
         signature_name, inputs, fmt = _parse_rest_request(body, server)
         outputs = server.predict(inputs, signature_name, match.group(1), version)
-        self._send(200, _rest_response(outputs, fmt))
+        status, payload = 200, _rest_response(outputs, fmt)
       except ServingError as err:
-        self._error(err)
+        status, payload = _HTTP_STATUS.get(err.code, 500), {"error": err.message}
       except Exception as err:  # pylint: disable=broad-except  (answer, and keep serving)
-        self._error(ServingError("INTERNAL", f"{type(err).__name__}: {err}"))
+        status, payload = 500, {"error": f"{type(err).__name__}: {err}"}
+      self._send(status, payload)  # a client too slow to take it times out and is dropped
 
   return Handler
