@@ -59,13 +59,14 @@ import re
 import time
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from absl import app, flags, logging
+from absl import flags, logging
 from google.protobuf import message
 import numpy as np
 import tensorflow as tf
 
 from pipelines import tfrecord
-from svg_tf import media
+from svg_tf import command_line, media
+from svg_tf.command_line import UserError
 
 NUM_FRAMES = 30  # frames per trajectory
 IMAGE_SIZE = 64  # height and width
@@ -567,6 +568,9 @@ def _define_flags():
   flags.mark_flag_as_required('data_dir')
 
 
+_PREVIEW_FLAGS = ('preview_num', 'bair_camera', 'skip_bad_records')
+
+
 def print_summary(data_dir: str, split: str) -> int:
   """Checks every record of the split (`check_files`), prints a summary; returns the bad count.
 
@@ -592,15 +596,24 @@ def print_summary(data_dir: str, split: str) -> int:
 
 def main(argv):
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected positional arguments: {" ".join(argv[1:])}')
-  if not FLAGS.preview_out:
-    return 1 if print_summary(FLAGS.data_dir, FLAGS.split) else 0
-  write_preview(FLAGS.preview_out, FLAGS.data_dir, FLAGS.split, FLAGS.preview_num,
-                camera=FLAGS.bair_camera, skip_bad_records=FLAGS.skip_bad_records)
+  del argv  # command_line.run refuses positional arguments
+  given = [f'--{name}' for name in _PREVIEW_FLAGS if FLAGS[name].present]
+  if given and not FLAGS.preview_out:
+    raise UserError(f'{", ".join(given)} only apply with --preview_out (the check reads every '
+                    'record of both cameras)')
+  if FLAGS.preview_out:  # before reading any data
+    command_line.check_output_dir(os.path.dirname(os.path.abspath(FLAGS.preview_out)),
+                                  'preview_out')
+  try:
+    if not FLAGS.preview_out:
+      return 1 if print_summary(FLAGS.data_dir, FLAGS.split) else 0
+    write_preview(FLAGS.preview_out, FLAGS.data_dir, FLAGS.split, FLAGS.preview_num,
+                  camera=FLAGS.bair_camera, skip_bad_records=FLAGS.skip_bad_records)
+  except (OSError, ValueError) as err:  # FileNotFoundError: --data_dir; CorruptRecordError
+    raise UserError(str(err)) from None
   return 0
 
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  command_line.run(main)

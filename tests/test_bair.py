@@ -6,7 +6,6 @@ import re
 import subprocess
 import sys
 
-from absl import app
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -235,14 +234,24 @@ def test_cli_preview_writes_the_first_test_trajectories(data, tmp_path):
   assert frames.dtype == np.uint8 and frames.shape == (3, 30, 64, 64, 3)
   np.testing.assert_array_equal(frames, fixture.expected_arrays(test, seed=SEED)['frames'][:3])
   assert os.path.getsize(prefix + '.gif') > 0
-  with pytest.raises(app.UsageError, match='unexpected positional arguments: extra'):
-    bair.main(['pipelines.bair', 'extra'])
 
 
 def _cli(*args):
   return subprocess.run([sys.executable, '-m', 'pipelines.bair', *args], cwd=REPO,
                         capture_output=True, text=True, timeout=120,
                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+
+
+@pytest.mark.parametrize('args, error', [
+    (['--preview_num=3', '--bair_camera=main'],
+     'error: --preview_num, --bair_camera only apply with --preview_out'),
+    ([], 'error: no BAIR test folder: looked in '),
+])
+def test_cli_user_errors_are_one_line_and_exit_1(tmp_path, args, error):
+  run = _cli(f'--data_dir={tmp_path}', *args)  # an empty folder: no data
+  assert run.returncode == 1, run.stderr[-3000:]
+  assert run.stderr.strip().splitlines()[-1].startswith(error), run.stderr[-3000:]
+  assert 'Traceback' not in run.stderr and 'BAIR robot pushing (Ebert' not in run.stderr  # usage
 
 
 # ---------------------------------------------------------------------------------------------
