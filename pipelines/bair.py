@@ -31,30 +31,42 @@ contains "bad record: <file>: record <i>: <what is wrong>"; `tfrecord.raise_bad_
 `tfrecord.explain_errors` turn it into a `tfrecord.CorruptRecordError`. With
 `skip_bad_records=True` such records are dropped, each one logged with its file, index and reason
 and counted in `tfrecord.skipped_records()` (see `tfrecord.keep_or_fail`).
+
+File lengths, checked per file rather than per record: a file's name says how many records it
+holds (traj_<a>_to_<b>: b - a + 1, `expected_records`), and `tfrecord.counted_records` compares.
+A file that ends early, truncated inside a record or cut exactly at a record boundary, fails the
+same way at its first missing record ("... the file ends after <i> of its <n> records (as its name
+says)"); with skip_bad_records its missing rest is logged once and counted as n - i records. A
+file holding more records than its name says is read whole: its records are trajectories like any
+other, only the name is off, so training goes on; the check (`print_summary`, the CLI) warns.
+Files named otherwise are read without a count.
+
 Not covered in the graph, with or without skip_bad_records: bytes that are not a
 `tf.train.Example` at all, or a feature of the wrong type (int64_list for action), fail inside the
-parser, and TensorFlow names the record only for the wrong type; files that cannot be read
-(truncated, bad CRC) fail in the reader with a DataLossError that names neither file nor record.
-For those, give `check_records(files)` to `tfrecord.raise_bad_record` / `tfrecord.explain_errors`:
-it finds the first bad record by reading the files again in Python (`check_files`, which the CLI
-runs over a whole split).
+parser, and TensorFlow names the record only for the wrong type; a file whose name gives no count
+and that cannot be read (truncated, bad CRC) fails in the reader with a DataLossError that names
+neither file nor record. For those, give `check_records(files)` to `tfrecord.raise_bad_record` /
+`tfrecord.explain_errors`: it finds the first bad record by reading the files again in Python
+(`check_files`, which the CLI runs over a whole split).
 
-CLI (a data check and a preview):
+CLI (a data check, exit status 1 when any file is bad; and a preview):
   python -m pipelines.bair --data_dir=DIR --split=test
   python -m pipelines.bair --data_dir=DIR --split=test --preview_out=P --preview_num=8
 """
 
 import os
+import re
 import time
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from absl import app, flags, logging
+from absl import flags, logging
 from google.protobuf import message
 import numpy as np
 import tensorflow as tf
 
 from pipelines import tfrecord
-from svg_tf import media
+from svg_tf import command_line, media
+from svg_tf.command_line import UserError
 
 NUM_FRAMES = 30  # frames per trajectory
 IMAGE_SIZE = 64  # height and width
@@ -69,6 +81,8 @@ STATE_KEY = '{t}/endeffector_pos'
 SPLITS = ('train', 'test')
 DATASET_FOLDER = 'softmotion30_44k'  # what the tar extracts to
 FILE_PATTERN = '*.tfrecords'
+FILE_NAME = re.compile(r'traj_(\d+)_to_(\d+)\.tfrecords')  # trajectories a..b
+COUNT_SOURCE = 'as its name says'  # where a file's record count comes from, in error messages
 DATASET_NAME = 'bair'
 
 
@@ -125,6 +139,15 @@ def split_files(data_dir: str, split: str) -> List[str]:
         f'{": " + shown if entries else ""}); expected traj_<a>_to_<b>.tfrecords files from '
         f'bair_robot_pushing_dataset_v0.tar')
   return files
+
+
+def expected_records(path: str) -> Optional[int]:
+  """Records a file must hold, from its name traj_<a>_to_<b>.tfrecords (b - a + 1); None for
+  other names, whose length is then not checked."""
+  match = FILE_NAME.fullmatch(os.path.basename(path))
+  if not match or int(match.group(2)) < int(match.group(1)):
+    return None
+  return int(match.group(2)) - int(match.group(1)) + 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,9 +259,9 @@ def record_dataset(files: Sequence[str],
   Args:
     files: .tfrecords paths (e.g. `split_files(...)`).
     camera: 'aux1' (SVG's) or 'main'.
-    skip_bad_records: drop records with a missing key or wrong sizes (logged and counted in
-      `tfrecord.skipped_records()`) instead of raising. See the module doc for what is not
-      covered.
+    skip_bad_records: drop records with a missing key or wrong sizes, and the missing rest of a
+      file shorter than its name says (logged and counted in `tfrecord.skipped_records()`),
+      instead of raising. See the module doc for what is not covered.
     shuffle: shuffle the FILE order (seeded by `seed`, a new order each epoch) and interleave
       `num_parallel_reads` files. Records are not shuffled: callers add a shuffle buffer.
       shuffle=False reads exactly file by file, record by record.
@@ -259,7 +282,9 @@ def record_dataset(files: Sequence[str],
     raise FileNotFoundError(f'{len(missing)} of {len(files)} BAIR files do not exist, e.g. '
                             f'{missing[0]}')
   records = tfrecord.file_records(files, shuffle=shuffle, seed=seed,
-                                  num_parallel_reads=num_parallel_reads)
+                                  num_parallel_reads=num_parallel_reads,
+                                  expected_counts=[expected_records(f) for f in files],
+                                  skip_bad_records=skip_bad_records, count_source=COUNT_SOURCE)
   # Unparsable bytes fail even with skip_bad_records (module doc): drop_unparsable=False.
   return tfrecord.parse_checked(records, _make_parser(camera, skip_bad_records), skip_bad_records,
                                 drop_unparsable=False)
@@ -453,8 +478,9 @@ def check_files(files: Sequence[str],
   """Reads every record of `files` in order and checks it with `record_problems`.
 
   A file that cannot be read on (truncated, bad CRC) is reported as one bad entry at the first
-  unreadable record, and the check goes on with the next file. Logs progress every
-  `progress_every` records.
+  unreadable record, a file that reads cleanly but ends before the count in its name
+  (`expected_records`) as one at its first missing record; the check goes on with the next file.
+  Logs progress every `progress_every` records.
   """
   for camera in cameras:
     _check_camera(camera)
@@ -484,6 +510,15 @@ def check_files(files: Sequence[str],
       logging.warning('check | unreadable | %s: record %d: %s', file, index, bad[-1][2])
       if stop_at_first:
         return CheckResult(counts, bad)
+    else:
+      expected = expected_records(file)
+      if expected is not None and index < expected:
+        bad.append((file, index, f'missing, as every record after it: the file ends after '
+                                 f'{index} of its {expected} records ({COUNT_SOURCE}); it was '
+                                 f'cut short at a record boundary'))
+        logging.warning('check | short file | %s: record %d: %s', file, index, bad[-1][2])
+        if stop_at_first:
+          return CheckResult(counts, bad)
     counts[file] = index
   logging.info('check | done | %d records in %d files | %d bad | %.1f s', total, len(files),
                len(bad), time.time() - start)
@@ -527,13 +562,21 @@ def _define_flags():
   flags.DEFINE_enum('bair_camera', 'aux1', list(CAMERAS),
                     'Camera of the preview: aux1 (the one SVG uses) or main.')
   flags.DEFINE_boolean('skip_bad_records', False,
-                       'Preview: skip records with missing keys or wrong sizes (logged) instead '
-                       'of failing. The check always reports all of them.')
+                       'Preview: skip bad records (missing keys, wrong sizes, the missing rest of '
+                       'a truncated file; logged) instead of failing. The check always reports '
+                       'all of them.')
   flags.mark_flag_as_required('data_dir')
 
 
+_PREVIEW_FLAGS = ('preview_num', 'bair_camera', 'skip_bad_records')
+
+
 def print_summary(data_dir: str, split: str) -> int:
-  """Checks every record of the split (`check_files`), prints a summary; returns the bad count."""
+  """Checks every record of the split (`check_files`), prints a summary; returns the bad count.
+
+  Files holding more records than their names say get a warning line: they read fine, and training
+  uses every record, but the name (or the file) is not what the download holds.
+  """
   files = split_files(data_dir, split)
   print(f'BAIR {split}: {len(files)} files in {os.path.dirname(files[0])}; checking every record')
   result = check_files(files)
@@ -543,20 +586,34 @@ def print_summary(data_dir: str, split: str) -> int:
     print(f'  bad: {file}: record {index}: {reason}')
   if len(result.bad) > 50:
     print(f'  ... and {len(result.bad) - 50} more bad records')
+  for file, count in result.counts.items():
+    expected = expected_records(file)
+    if expected is not None and count > expected:
+      print(f'  warning: {file}: holds {count} records, {count - expected} more than the '
+            f'{expected} its name says; they are read like the others')
   return len(result.bad)
 
 
 def main(argv):
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected positional arguments: {" ".join(argv[1:])}')
-  if not FLAGS.preview_out:
-    return 1 if print_summary(FLAGS.data_dir, FLAGS.split) else 0
-  write_preview(FLAGS.preview_out, FLAGS.data_dir, FLAGS.split, FLAGS.preview_num,
-                camera=FLAGS.bair_camera, skip_bad_records=FLAGS.skip_bad_records)
+  del argv  # command_line.run refuses positional arguments
+  given = [f'--{name}' for name in _PREVIEW_FLAGS if FLAGS[name].present]
+  if given and not FLAGS.preview_out:
+    raise UserError(f'{", ".join(given)} only apply with --preview_out (the check reads every '
+                    'record of both cameras)')
+  if FLAGS.preview_out:  # before reading any data
+    command_line.check_output_dir(os.path.dirname(os.path.abspath(FLAGS.preview_out)),
+                                  'preview_out')
+  try:
+    if not FLAGS.preview_out:
+      return 1 if print_summary(FLAGS.data_dir, FLAGS.split) else 0
+    write_preview(FLAGS.preview_out, FLAGS.data_dir, FLAGS.split, FLAGS.preview_num,
+                  camera=FLAGS.bair_camera, skip_bad_records=FLAGS.skip_bad_records)
+  except (OSError, ValueError) as err:  # FileNotFoundError: --data_dir; CorruptRecordError
+    raise UserError(str(err)) from None
   return 0
 
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  command_line.run(main)

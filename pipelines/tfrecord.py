@@ -484,14 +484,16 @@ def indexed_records(file):
   return tf.data.TFRecordDataset(file).enumerate().map(lambda i, r: (file, i, r))
 
 
-def counted_records(file, expected, skip_bad_records: bool):
+def counted_records(file, expected, skip_bad_records: bool,
+                    count_source: str = 'dataset_info.json counts'):
   """`indexed_records` of a file that should hold `expected` records, checking that it does.
 
   TFRecordDataset stops at the first record it cannot read (truncated or corrupted file) with a
   DataLossError naming neither file nor record. Here that error ends the file's records, and the
   count read so far names the first missing record: an error, or with skip_bad_records a logged skip
-  of the rest of the file. A file cut at a record boundary, which reads without error, is caught
-  the same way.
+  of the rest of the file (counted as the `expected` - read records lost). A file cut at a record
+  boundary, which reads without error, is caught the same way. `count_source` says where
+  `expected` comes from, in the message. Records beyond `expected` are read like the others.
   """
   records = tf.data.TFRecordDataset(file).enumerate().ignore_errors()
   end = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.constant('')))
@@ -507,7 +509,7 @@ def counted_records(file, expected, skip_bad_records: bool):
       return tf.strings.join([
           'missing or unreadable, as every record after it: the file ends after ',
           tf.strings.as_string(read), ' of its ', tf.strings.as_string(expected),
-          ' records (dataset_info.json counts); it is truncated or corrupted'])
+          f' records ({count_source}); it is truncated or corrupted'])
 
     complete = keep_or_fail((i >= 0) | (read >= expected), file, read, reason, skip_bad_records,
                             count=expected - read)
@@ -521,25 +523,37 @@ def file_records(files: Sequence[str],
                  shuffle: bool = False,
                  seed: Optional[int] = None,
                  num_parallel_reads: int = tf.data.AUTOTUNE,
-                 expected_counts: Optional[Sequence[int]] = None,
-                 skip_bad_records: bool = False) -> tf.data.Dataset:
+                 expected_counts: Optional[Sequence[Optional[int]]] = None,
+                 skip_bad_records: bool = False,
+                 count_source: str = 'dataset_info.json counts') -> tf.data.Dataset:
   """(file, index within file, serialised record) of every record of `files`.
 
   shuffle=False reads exactly file by file, record by record. shuffle=True shuffles the file order
   with `seed` (a new order each epoch; reproducible only when a seed is given) and interleaves
-  `num_parallel_reads` files. `expected_counts` (records per file, in the order of `files`) checks
-  each file's length with `counted_records`; without it the files are read as they are, and an
-  unreadable file fails with TensorFlow's DataLossError (see `raise_bad_record`).
+  `num_parallel_reads` files. `expected_counts` (records per file, in the order of `files`; None
+  where unknown) checks each file's length with `counted_records` (`count_source` says where the
+  counts come from). Files of unknown length are read as they are: an unreadable one fails with
+  TensorFlow's DataLossError, with or without skip_bad_records (see `raise_bad_record`).
   """
   files = [str(f) for f in files]
-  if expected_counts is None:
+  if expected_counts is not None and len(expected_counts) != len(files):
+    raise ValueError(f'{len(files)} files but {len(expected_counts)} expected_counts')
+  known = [c is not None for c in expected_counts or ()]
+  if not any(known):
     ds = tf.data.Dataset.from_tensor_slices(files)
     read = indexed_records
   else:
-    if len(expected_counts) != len(files):
-      raise ValueError(f'{len(files)} files but {len(expected_counts)} expected_counts')
-    ds = tf.data.Dataset.from_tensor_slices((files, np.asarray(expected_counts, np.int64)))
-    read = lambda file, expected: counted_records(file, expected, skip_bad_records)
+    counts = np.array([-1 if c is None else c for c in expected_counts], np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((files, counts))
+
+    def read(file, expected):
+      counted = counted_records(file, expected, skip_bad_records, count_source)
+      if all(known):
+        return counted
+      # Some files of unknown length (-1): the count decides, per file, which reader yields.
+      return tf.data.Dataset.choose_from_datasets(
+          [indexed_records(file), counted],
+          tf.data.Dataset.from_tensors(tf.cast(expected >= 0, tf.int64)).repeat())
   if shuffle:
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     return ds.interleave(read, cycle_length=num_parallel_reads,

@@ -6,13 +6,13 @@ import re
 import subprocess
 import sys
 
-from absl import app
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import bair, tfrecord
+from pipelines import bair, inputs, tfrecord
 from pipelines.fixtures import bair as fixture
+from svg_tf import config as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES, PER_FILE = 3, 5  # 3 files sort as traj_0_to_4, traj_10_to_14, traj_5_to_9: not numeric
@@ -234,8 +234,24 @@ def test_cli_preview_writes_the_first_test_trajectories(data, tmp_path):
   assert frames.dtype == np.uint8 and frames.shape == (3, 30, 64, 64, 3)
   np.testing.assert_array_equal(frames, fixture.expected_arrays(test, seed=SEED)['frames'][:3])
   assert os.path.getsize(prefix + '.gif') > 0
-  with pytest.raises(app.UsageError, match='unexpected positional arguments: extra'):
-    bair.main(['pipelines.bair', 'extra'])
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, '-m', 'pipelines.bair', *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=120,
+                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+
+
+@pytest.mark.parametrize('args, error', [
+    (['--preview_num=3', '--bair_camera=main'],
+     'error: --preview_num, --bair_camera only apply with --preview_out'),
+    ([], 'error: no BAIR test folder: looked in '),
+])
+def test_cli_user_errors_are_one_line_and_exit_1(tmp_path, args, error):
+  run = _cli(f'--data_dir={tmp_path}', *args)  # an empty folder: no data
+  assert run.returncode == 1, run.stderr[-3000:]
+  assert run.stderr.strip().splitlines()[-1].startswith(error), run.stderr[-3000:]
+  assert 'Traceback' not in run.stderr and 'BAIR robot pushing (Ebert' not in run.stderr  # usage
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,13 +328,18 @@ def test_unparsable_records_are_located_by_explain_errors(tmp_path):
       list(bair.record_dataset(paths))
   assert str(err.value).startswith(f'{paths[0]}: record 1: not a tf.train.Example')
 
+  # A file whose name gives no record count, cut short in its second record: the reader's
+  # DataLossError names neither file nor record, so the files are read again.
   paths = fixture.write_bair_tfrecords(str(tmp_path / 'cut'), 'test', 2, 2, seed=SEED)
-  with open(paths[1], 'r+b') as f:  # a download cut short in the file's second record
-    f.truncate(os.path.getsize(paths[1]) - 1000)
+  unnamed = os.path.join(os.path.dirname(paths[1]), 'cut.tfrecords')
+  os.rename(paths[1], unnamed)
+  paths[1] = unnamed
+  assert bair.expected_records(unnamed) is None
+  _truncate(unnamed, 1)
   with pytest.raises(tfrecord.CorruptRecordError) as err:
     with tfrecord.explain_errors(lambda: bair.check_records(paths)):
       list(bair.record_dataset(paths))
-  assert str(err.value).startswith(f'{paths[1]}: record 1: cannot be read, nor any record after')
+  assert str(err.value).startswith(f'{unnamed}: record 1: cannot be read, nor any record after')
   assert isinstance(err.value.__cause__, tf.errors.DataLossError)
 
 
@@ -340,3 +361,112 @@ def test_check_files_and_summary_report_every_bad_record(tmp_path, capsys):
   out = capsys.readouterr().out
   assert 'BAIR test: 3 files, 5 records, 3 bad' in out
   assert f'bad: {paths[0]}: record 1: key 7/action has 3 floats, expected 4' in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Files shorter or longer than their names say (traj_<a>_to_<b>: b - a + 1 records).
+
+BAIR_CONFIG = config_lib.preset('bair', batch_size=2, n_future=3)  # 5-frame windows
+
+
+def _records(path):
+  return [r.numpy() for r in tf.data.TFRecordDataset(path)]
+
+
+def _rewrite(path, records):
+  with tf.io.TFRecordWriter(path) as writer:
+    for record in records:
+      writer.write(record)
+
+
+def _truncate(path, index):
+  """Cuts the file 7 bytes into record `index`: it and every record after it are unreadable."""
+  size = sum(len(r) + 16 for r in _records(path)[:index + 1])  # 16 bytes of framing per record
+  with open(path, 'r+b') as f:
+    f.truncate(size - 7)
+
+
+def _cut_at_boundary(path, index):
+  """Drops records `index`.. cleanly: the file reads without any error, but is short."""
+  _rewrite(path, _records(path)[:index])
+
+
+SHORT_FILES = {'truncated': _truncate, 'cut_at_boundary': _cut_at_boundary}
+
+
+def _short_file_error(path, index, expected):
+  return (f'{path}: record {index}: missing or unreadable, as every record after it: the file '
+          f'ends after {index} of its {expected} records (as its name says); it is truncated or '
+          f'corrupted')
+
+
+def test_expected_records_come_from_the_file_name():
+  assert bair.expected_records('/d/traj_0_to_255.tfrecords') == 256
+  assert bair.expected_records('traj_10240_to_10495.tfrecords') == 256
+  for name in ('data.tfrecords', 'traj_5_to_4.tfrecords', 'traj_0_to_3.tfrecords.tmp'):
+    assert bair.expected_records(name) is None
+
+
+@pytest.mark.parametrize('damage', sorted(SHORT_FILES))
+def test_short_train_file_stops_training_naming_it_or_is_skipped_and_counted(tmp_path, damage):
+  root = str(tmp_path)
+  paths = fixture.write_bair_tfrecords(root, 'train', 2, 3, seed=SEED)  # trajectories 0-2, 3-5
+  SHORT_FILES[damage](paths[1], 1)  # trajectories 4 and 5 lost
+
+  stream = inputs.train_input_fn(BAIR_CONFIG, root)  # what train.py iterates
+  with pytest.raises(tf.errors.OpError) as caught:
+    next(iter(stream(tf.distribute.InputContext(), 0)))
+  with pytest.raises(tfrecord.CorruptRecordError,
+                     match='^' + re.escape(_short_file_error(paths[1], 1, 3)) + '$'):
+    inputs.explain_data_error(BAIR_CONFIG, root, 'native', caught.value)
+
+  tfrecord.reset_skipped_records()
+  windows = bair.train_dataset(root, seq_len=5, seed=0, skip_bad_records=True, shuffle_buffer=4)
+  numbers = {int(_numbers(w['frames'])[0][0]) for w in windows.take(40).as_numpy_iterator()}
+  assert numbers == {0, 1, 2, 3}
+  assert tfrecord.skipped_records() == {paths[1]: 2}  # each epoch meets them: counted once
+
+
+@pytest.mark.parametrize('damage', sorted(SHORT_FILES))
+def test_short_test_file_fails_naming_it_or_is_skipped_and_counted(tmp_path, damage):
+  root = str(tmp_path)
+  path, = fixture.write_bair_tfrecords(root, 'test', 1, 4, seed=SEED)
+  SHORT_FILES[damage](path, 2)
+  with pytest.raises(tfrecord.CorruptRecordError,
+                     match='^' + re.escape(_short_file_error(path, 2, 4)) + '$'):
+    inputs.test_videos(BAIR_CONFIG, 30, root)  # what evaluate.py scores
+  tfrecord.reset_skipped_records()
+  videos = inputs.test_videos(BAIR_CONFIG, 30, root, skip_bad_records=True)
+  want = fixture.expected_arrays([path], seed=SEED)['frames'][:2]
+  np.testing.assert_array_equal(videos.frames, want / np.float32(255))
+  assert tfrecord.skipped_records() == {path: 2}
+
+
+def test_file_longer_than_its_name_is_read_whole_and_warned_about(tmp_path, capsys):
+  path, = fixture.write_bair_tfrecords(str(tmp_path), 'test', 1, 3, seed=SEED)
+  assert bair.print_summary(str(tmp_path), 'test') == 0
+  out = capsys.readouterr().out
+  assert 'BAIR test: 1 files, 3 records, 0 bad' in out
+  assert 'bad:' not in out and 'warning' not in out
+  records = _records(path)
+  _rewrite(path, records + records[:1])
+  assert [r['index'] for r in bair.record_dataset([path]).as_numpy_iterator()] == [0, 1, 2, 3]
+  assert bair.print_summary(str(tmp_path), 'test') == 0
+  assert (f'warning: {path}: holds 4 records, 1 more than the 3 its name says'
+          in capsys.readouterr().out)
+
+
+def test_cli_check_names_short_files_and_exits_1(tmp_path):
+  root = str(tmp_path)
+  paths = fixture.write_bair_tfrecords(root, 'test', 3, 3, seed=SEED)
+  _truncate(paths[0], 1)
+  _cut_at_boundary(paths[1], 2)
+  _rewrite(paths[2], _records(paths[2]) * 2)
+  run = _cli(f'--data_dir={root}', '--split=test')
+  assert run.returncode == 1, run.stderr[-3000:]
+  assert 'BAIR test: 3 files, 9 records, 2 bad' in run.stdout
+  assert f'bad: {paths[0]}: record 1: cannot be read, nor any record after it' in run.stdout
+  assert (f'bad: {paths[1]}: record 2: missing, as every record after it: the file ends after 2 '
+          f'of its 3 records (as its name says); it was cut short at a record boundary'
+          in run.stdout)
+  assert f'warning: {paths[2]}: holds 6 records, 3 more than the 3 its name says' in run.stdout

@@ -183,17 +183,18 @@ def test_explain_data_error_names_a_bad_bair_record(tmp_path):
     inputs.explain_data_error(BAIR_CONFIG, root, "native", err)
   assert bad.value.__cause__ is err
 
-  # A download cut short: the reader's DataLossError names neither file nor record, so the train
-  # split is read again up to the first bad record.
+  # A download cut short: the record count in the file's name (traj_0_to_1: 2) names the first
+  # missing record, in the stream's own error.
   cut_root = str(tmp_path / "cut")
   paths = bair_fixture.write_bair_tfrecords(cut_root, "train", 2, 2, seed=1)
   with open(paths[0], "r+b") as f:  # cut in the file's second record
     f.truncate(os.path.getsize(paths[0]) - 1000)
   err = _stream_error(BAIR_CONFIG, cut_root)
-  assert isinstance(err, tf.errors.DataLossError)
+  assert isinstance(err, tf.errors.InvalidArgumentError)
   with pytest.raises(tfrecord.CorruptRecordError,
-                     match="^" + re.escape(f"{paths[0]}: record 1: cannot be read, nor any record "
-                                           "after it")):
+                     match="^" + re.escape(f"{paths[0]}: record 1: missing or unreadable, as every "
+                                           "record after it: the file ends after 1 of its 2 "
+                                           "records (as its name says)")):
     inputs.explain_data_error(BAIR_CONFIG, cut_root, "native", err)
 
 
