@@ -5,7 +5,7 @@ context frames (default 1 x 100 x 28 after 2: BAIR's protocol), through `serving
 --signature=mean_future) of the SavedModel loaded with tf.saved_model.load (what TF Serving runs,
 without the network). Prints p50/p95 latency over --requests timed requests after --warmup
 untimed ones (the warm-up file's requests are replayed first, as TF Serving does), generated
-frames/s at the median, and memory: the process's peak RSS (getrusage's ru_maxrss, over load,
+frames/s at the median, and memory: the process's peak RSS (VmHWM, over load,
 warm-up and requests) and its RSS before and after the timed requests.
 
 --largest times instead the largest requests the export's caps (its svg_export.json) allow, each
@@ -95,7 +95,16 @@ def _rss_mib() -> float:
 
 
 def _peak_rss_mib() -> float:
-  """The most resident memory this process has held (ru_maxrss: KiB on Linux, bytes on macOS)."""
+  """The most resident memory this process has held: Linux's VmHWM, which starts afresh at exec
+  (getrusage's ru_maxrss does not: a child forked from a large process reports at least the
+  parent's size); ru_maxrss elsewhere (KiB on Linux, bytes on macOS)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return round(int(line.split()[1]) / 2**10, 1)
+  except OSError:
+    pass
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
