@@ -79,12 +79,12 @@ def input_speed() -> str:
                          ("kth", "KTH (VGG-64, 20-frame windows)")):
     r = results[dataset]
     lines.append(f"| {label} | {r['input_frames_per_s']:,.0f} frames/s | "
-                 f"{r['model_frames_per_s']:.1f} frames/s | {r['ratio']:,.0f}x |")
+                 f"{r['train_step_frames_per_s']:.1f} frames/s | {r['input_over_step']:,.0f}x |")
   bair = results["bair"]
   disk = 200e6 / 737e3 * 12  # 200 MB/s over a whole 737 KB record per 12-frame window
   lines += ["", "The files were in the page cache. From a disk, BAIR reads a whole 737 KB record "
             "(30 frames, two\ncameras) per 12-frame window, so 200 MB/s of disk still gives about "
-            f"{disk:,.0f} frames/s, {disk / bair['model_frames_per_s']:,.0f}x the step."]
+            f"{disk:,.0f} frames/s, {disk / bair['train_step_frames_per_s']:,.0f}x the step."]
   return "\n".join(lines) + "\n"
 
 
