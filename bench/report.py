@@ -98,6 +98,26 @@ def serve_speed() -> str:
           + "; ".join(parts) + ".\n")
 
 
+def serve_memory() -> str:
+  lines = ["| preset | request at the caps | frames counted | latency | peak RSS |",
+           "|---|---|---|---|---|"]
+  peaks = {}
+  for preset, label in (("smmnist", "SM-MNIST"), ("bair", "BAIR")):
+    record_ = _r(f"serve_largest_{preset}")
+    for r in record_["requests"]:
+      if "error" in r:
+        raise ValueError(f"serve_largest_{preset}: {r['name']} failed: {r['error']}")
+      shape = (f"`{r['signature']}` {r['videos']} x {r['num_samples']} x ({r['n_context']} + "
+               f"{r['num_future']})")
+      lines.append(f"| {label} | {shape} | {r['frames_counted']:,} | {r['p50_ms'] / 1000:.0f} s | "
+                   f"{r['peak_rss_mib'] / 1024:.2f} GiB |")
+      peaks[label] = max(peaks.get(label, 0), r["peak_rss_mib"])
+  return "\n".join(lines + [
+      "", f"The highest peak, the loaded SavedModel included: {peaks['SM-MNIST'] / 1024:.1f} GiB "
+      f"for SM-MNIST, {peaks['BAIR'] / 1024:.1f} GiB for BAIR (`bench/results/serve_largest_*.json`"
+      "; the 1,000-context-frame request that once took 8.7 GiB is now refused)."]) + "\n"
+
+
 def precision_tracking() -> str:
   r = _r("precision_tracking_smmnist_b16")
   first, last = r["windows"][0], r["windows"][-1]
@@ -133,7 +153,7 @@ def own_videos() -> str:
 
 BLOCKS: Dict[str, Callable[[], str]] = {
     "two_commands": two_commands, "train_speed": train_speed, "sample_speed": sample_speed,
-    "input_speed": input_speed, "serve_speed": serve_speed,
+    "input_speed": input_speed, "serve_speed": serve_speed, "serve_memory": serve_memory,
     "precision_tracking": precision_tracking, "own_videos": own_videos,
 }
 
