@@ -60,7 +60,15 @@ flags.DEFINE_bool("last_frame_skip", None, "The reference's flag: skips from the
                   "every step (same as --skip_rule=previous_frame)")
 flags.DEFINE_bool("torch_lstm_bias", None, "Second LSTM bias vector, for torch parameter parity")
 flags.DEFINE_enum("precision", None, list(config_lib.PRECISIONS),
-                  "Keras dtype policy; mixed_bfloat16 keeps variables, loss and KL in float32")
+                  "Keras dtype policy of the conv nets; variables, loss, KL and LSTMs stay "
+                  "float32. mixed_bfloat16: CPUs and recent GPUs/TPUs; mixed_float16: GPUs "
+                  "without bfloat16 (T4, V100), with a dynamic loss scale")
+flags.DEFINE_integer("grad_accum_steps", None, "One update from K micro-batches of "
+                     "--batch_size / K: the memory of a K times smaller batch (BatchNorm "
+                     "statistics per micro-batch); may change when resuming")
+flags.DEFINE_enum("kernels", "auto", ["auto", "cpu", "stock"], "Gradient kernels: cpu (tuned "
+                  "for CPUs: hand-written BatchNorm gradient, im2col bfloat16 kernel gradients), "
+                  "stock (TensorFlow's own, for GPUs and TPUs); auto picks by device")
 flags.DEFINE_enum("generation_bn", None, list(config_lib.BN_MODES),
                   "BatchNorm statistics when sampling: moving (default) or batch (the reference)")
 flags.DEFINE_bool("sync_batchnorm", None, "BatchNorm statistics over all replicas (default true)")
@@ -114,7 +122,7 @@ _CONFIG_FLAGS = ("arch", "batch_size", "train_steps", "n_past", "n_future", "z_d
                  "rnn_size", "predictor_rnn_layers", "posterior_rnn_layers", "prior_rnn_layers",
                  "base_filters", "beta", "lr", "beta1", "skip_rule", "torch_lstm_bias", "precision",
                  "generation_bn", "sync_batchnorm", "num_digits", "deterministic_bounce",
-                 "smmnist_variant", "seed",
+                 "smmnist_variant", "seed", "grad_accum_steps",
                  "bair_camera")
 
 
@@ -199,6 +207,10 @@ def main(argv):
   if config.batch_size % replicas:  # checked before anything is written in --model_dir
     raise UserError(f"--batch_size={config.batch_size}: must be divisible by the {replicas} "
                     "replicas (--cpu_replicas, GPUs, workers) that share each batch")
+  if config.batch_size // replicas % config.grad_accum_steps:
+    raise UserError(f"--grad_accum_steps={config.grad_accum_steps}: must divide each replica's "
+                    f"batch of {config.batch_size // replicas} (--batch_size={config.batch_size} "
+                    f"over {replicas} replicas)")
   try:  # a config.json of another run (or a corrupt one), before the data is read
     run_dir.write_or_check_config(config, model_dir, write=False)
   except (ValueError, run_dir.RunDirError) as err:
@@ -215,7 +227,8 @@ def main(argv):
     result = train_loop.train(config, model_dir, input_fn, strategy, options,
                               preview_frames=None if preview is None else preview.frames,
                               preview_actions=preview.actions if preview and config.action_dim
-                              else None, jit_compile=FLAGS.jit_compile)
+                              else None, jit_compile=FLAGS.jit_compile,
+                              kernels=None if FLAGS.kernels == "auto" else FLAGS.kernels)
   except (run_dir.RunDirError, checkpoints.CheckpointSaveError, checkpoints.CheckpointReadError,
           train_loop.NonFiniteError, ValueError) as err:
     # One line; what was saved before stays usable. ValueError: another configuration in the run

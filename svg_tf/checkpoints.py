@@ -234,8 +234,8 @@ def restore_run(model_dir: str, strategy: Optional[tf.distribute.Strategy] = Non
   """The model of a train.py run directory at its newest checkpoint (evaluation, export, load).
 
   The model is built under `strategy` (default: the current one) from config.json, in its
-  precision or `precision` ("float32" or "mixed_bfloat16": the variables are float32 in both, so
-  any checkpoint restores into either). Raises FileNotFoundError naming model_dir when it has no
+  precision or `precision` (one of config.PRECISIONS: the variables are float32 in all, so any
+  checkpoint restores into any). Raises FileNotFoundError naming model_dir when it has no
   config.json or no checkpoint, IncompleteCheckpointError when the checkpoint lacks some of the
   model's variables, and CheckpointReadError when no checkpoint can be read (a newer unreadable
   one is skipped with a warning for the newest intact one).

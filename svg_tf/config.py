@@ -18,7 +18,9 @@ from typing import Any, Dict, Sequence
 MODELS = ("lp", "fp", "det")  # learned prior, fixed N(0, I) prior, deterministic baseline
 ARCHS = ("dcgan", "vgg")
 SKIP_RULES = ("last_context", "reference", "previous_frame")
-PRECISIONS = ("float32", "mixed_bfloat16")
+# Compute dtypes of the conv nets (variables, loss, KL and LSTMs stay float32); mixed_float16
+# trains with a dynamic loss scale (svg_tf/trainer.py), for GPUs without bfloat16 (T4, V100).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 BN_MODES = ("moving", "batch")  # BatchNorm statistics used when generating
 BAIR_CAMERAS = ("aux1", "main")  # image_aux1 is the camera every paper uses
 SMMNIST_VARIANTS = ("svg", "srvp")  # whose SM-MNIST generator (pipelines/smmnist.py)
@@ -60,6 +62,9 @@ class SVGConfig:
   beta2: float = 0.999
   adam_epsilon: float = 1e-8
   batch_size: int = 100  # global batch, split over replicas
+  # One update from K micro-batches of batch_size / K (per replica: batch_size / replicas / K):
+  # the memory of a K times smaller batch; BatchNorm statistics are per micro-batch.
+  grad_accum_steps: int = 1
   train_steps: int = 180_000  # 300 epochs x 600 iterations, as the reference
   skip_rule: str = "last_context"
   torch_lstm_bias: bool = False  # give LSTM cells torch's second bias vector (parameter-count parity)
@@ -92,7 +97,7 @@ class SVGConfig:
     if self.image_size not in (64, 128):
       fail("image_size", "must be 64 or 128")
     positive = ("channels", "g_dim", "rnn_size", "predictor_rnn_layers", "base_filters", "n_past",
-                "n_future", "batch_size", "train_steps", "num_digits")
+                "n_future", "batch_size", "train_steps", "num_digits", "grad_accum_steps")
     for field in positive:
       if getattr(self, field) < 1:
         fail(field, "must be at least 1")
@@ -118,6 +123,8 @@ class SVGConfig:
     for field in ("beta1", "beta2", "bn_momentum"):  # Adam's moments diverge at 1 and beyond
       if not 0 <= getattr(self, field) < 1:
         fail(field, "must be in [0, 1)")
+    if self.batch_size % self.grad_accum_steps:
+      fail("grad_accum_steps", f"must divide --batch_size={self.batch_size}")
     if self.seed < 0 or self.seed >= 2**31:
       fail("seed", "must be in [0, 2**31)")
 

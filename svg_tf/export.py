@@ -462,13 +462,17 @@ def export_saved_model(model: SVG, export_dir: str, model_name: str = "svg",
 
 
 def export_run(model_dir: str, export_dir: str, model_name: str = "svg",
-               version: Optional[int] = None, limits: Limits = Limits()) -> str:
+               version: Optional[int] = None, limits: Limits = Limits(),
+               precision: Optional[str] = None) -> str:
   """Exports the newest checkpoint of the train.py run in `model_dir`; returns the version folder.
 
+  precision: the compute dtype of the exported graph's conv nets (default: the run's); inputs and
+  outputs are float32 whatever it is, and the weights are float32 in every precision, so e.g. a
+  run trained in mixed_float16 on a GPU exports as float32 or mixed_bfloat16 for CPU servers.
   Raises checkpoints.IncompleteCheckpointError, exporting nothing, when the checkpoint lacks some
   of the model's variables (they would be served at their random initial values).
   """
-  run = checkpoints.restore_run(model_dir)
+  run = checkpoints.restore_run(model_dir, precision=precision)
   return export_saved_model(run.model, export_dir, model_name, version, limits,
                             info={"model_dir": model_dir, "checkpoint": run.checkpoint,
                                   "checkpoint_step": run.step})

@@ -20,6 +20,25 @@ BN_BATCH = "batch"  # batch statistics, nothing updated (the reference's generat
 BN_MOVING = "moving"  # moving averages (inference: output independent of the rest of the batch)
 _BN_MODES = (BN_TRAIN, BN_BATCH, BN_MOVING)
 
+# Which gradient kernels the layers use (svg_tf.trainer picks them by the replicas' device):
+CPU_KERNELS = "cpu"  # tuned on CPUs: hand-written BatchNorm gradient; bfloat16 kernel gradients
+                     # of small feature maps by im2col matmul
+STOCK_KERNELS = "stock"  # TensorFlow's own gradients (autodiff BatchNorm, Conv2DBackpropFilter):
+                         # what GPU and TPU compilers fuse and tune
+KERNELS = (CPU_KERNELS, STOCK_KERNELS)
+
+
+def set_kernels(root: keras.layers.Layer, kernels: str):
+  """Makes every conv block, BatchNorm and decoder under `root` use `kernels` (KERNELS).
+
+  Only gradients differ: the forward pass is the same computation either way.
+  """
+  if kernels not in KERNELS:
+    raise ValueError(f"kernels={kernels!r}: must be one of {', '.join(KERNELS)}")
+  for layer in root._flatten_layers(include_self=True):  # pylint: disable=protected-access
+    if isinstance(layer, (ConvBlock, TimeBatchNorm, FrameDecoder)):
+      layer.kernels = kernels
+
 
 def conv_init():
   return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
@@ -42,11 +61,17 @@ class TimeBatchNorm(keras.layers.Layer):
   summed over all replicas, so N replicas with global batch B normalise exactly as one replica with
   batch B. Moving averages (used in BN_MOVING mode) are updated with the mean over time steps of
   the per-step moments. Statistics are computed in float32 whatever the compute dtype.
+
+  `momentum` may be overridden for a call (`moving_average_momentum`); `kernels` picks the
+  gradient (see `per_step_batch_norm`).
   """
+
+  kernels = CPU_KERNELS
 
   def __init__(self, momentum=0.9, epsilon=1e-5, synchronized=True, **kwargs):
     super().__init__(**kwargs)
     self.momentum = momentum
+    self.momentum_override = None
     self.epsilon = epsilon
     self.synchronized = synchronized
 
@@ -77,25 +102,50 @@ class TimeBatchNorm(keras.layers.Layer):
       scale = gamma * tf.math.rsqrt(self.moving_variance + self.epsilon)
       shift = beta - self.moving_mean * scale
       return tf.cast(tf.cast(x, tf.float32) * scale + shift, x.dtype)
-    y, mean, variance, count = per_step_batch_norm(x, gamma, beta, self.epsilon,
-                                                   self._sum_over_replicas())
+    y, mean, variance, count = per_step_batch_norm(
+        x, gamma, beta, self.epsilon, self._sum_over_replicas(),
+        written_gradient=self.kernels == CPU_KERNELS)
     if bn_mode == BN_TRAIN:
       # torch's running variance takes the unbiased estimate of the batch's variance.
       unbiased = variance * (count / tf.maximum(count - 1.0, 1.0))
-      m = self.momentum
+      m = self.momentum if self.momentum_override is None else self.momentum_override
       self.moving_mean.assign(self.moving_mean * m + tf.reduce_mean(mean, 0) * (1.0 - m))
       self.moving_variance.assign(self.moving_variance * m + tf.reduce_mean(unbiased, 0) * (1.0 - m))
     return y
 
 
-def per_step_batch_norm(x, gamma, beta, epsilon, sum_over_replicas):
+def batch_norms(root: keras.layers.Layer) -> List["TimeBatchNorm"]:
+  return [l for l in root._flatten_layers(include_self=True)  # pylint: disable=protected-access
+          if isinstance(l, TimeBatchNorm)]
+
+
+class moving_average_momentum:  # pylint: disable=invalid-name
+  """Within the `with`, the BatchNorm layers under `root` update their moving averages with
+  `momentum` (a float or a scalar tensor) instead of their own: gradient accumulation makes the
+  moving averages a running mean over its micro-batches this way (svg_tf/trainer.py)."""
+
+  def __init__(self, root: keras.layers.Layer, momentum):
+    self.layers, self.momentum = batch_norms(root), momentum
+
+  def __enter__(self):
+    for layer in self.layers:
+      layer.momentum_override = self.momentum
+
+  def __exit__(self, *exc):
+    for layer in self.layers:
+      layer.momentum_override = None
+
+
+def per_step_batch_norm(x, gamma, beta, epsilon, sum_over_replicas, written_gradient=True):
   """Batch normalisation of x (time, batch, h, w, c) with statistics per time step.
 
   y = gamma (x - mean_t) / sqrt(var_t + eps) + beta, mean_t and var_t over (batch, h, w) and, via
-  `sum_over_replicas`, over every replica's batch. The gradient is written out (dx = a dy + b x + c
-  with per-(t, c) coefficients) rather than left to autodiff: two passes over the activations
-  instead of about eight, which matters on a CPU where BatchNorm is memory-bound. Statistics are
-  float32; y has x's dtype.
+  `sum_over_replicas`, over every replica's batch. With `written_gradient` (CPU_KERNELS) the
+  gradient is written out (dx = a dy + b x + c with per-(t, c) coefficients) rather than left to
+  autodiff: two passes over the activations instead of about eight, which matters on a CPU where
+  BatchNorm is memory-bound; without it (STOCK_KERNELS) autodiff differentiates the same forward
+  pass, for compilers that fuse it (XLA on GPUs and TPUs). Statistics are float32; y has x's
+  dtype.
 
   The variance is computed in two passes, the mean first and then the mean squared deviation
   from it: the one-pass E[x^2] - E[x]^2 loses digits when the mean is large against the spread.
@@ -104,8 +154,7 @@ def per_step_batch_norm(x, gamma, beta, epsilon, sum_over_replicas):
     y; the per-step mean and biased variance, each (time, c); the number of values per channel
     and step that they are taken over (all replicas).
   """
-  @tf.custom_gradient
-  def normalize(x, gamma, beta):
+  def forward(x, gamma, beta):
     xf = tf.cast(x, tf.float32)
     axes = [1, 2, 3]
     per_step = lambda v: v[:, None, None, None, :]  # (time, 1, 1, 1, c)
@@ -122,6 +171,16 @@ def per_step_batch_norm(x, gamma, beta, epsilon, sum_over_replicas):
     scale = gamma * inv
     shift = beta - mean * scale
     y = tf.cast(xf * per_step(scale) + per_step(shift), x.dtype)
+    return (y, mean, variance, count), (xf, mean, inv, scale, count)
+
+  if not written_gradient:
+    return forward(x, gamma, beta)[0]
+
+  @tf.custom_gradient
+  def normalize(x, gamma, beta):
+    outputs, (xf, mean, inv, scale, count) = forward(x, gamma, beta)
+    axes = [1, 2, 3]
+    per_step = lambda v: v[:, None, None, None, :]  # (time, 1, 1, 1, c)
 
     def grad(dy, *unused_stat_grads):  # the statistics only feed the moving averages
       dyf = tf.cast(dy, tf.float32)
@@ -136,7 +195,7 @@ def per_step_batch_norm(x, gamma, beta, epsilon, sum_over_replicas):
       dbeta = tf.reduce_sum(local[0], axis=0)
       return tf.cast(dx, x.dtype), dgamma, dbeta
 
-    return (y, mean, variance, count), grad
+    return outputs, grad
 
   return normalize(x, gamma, beta)
 
@@ -156,8 +215,9 @@ def _filter_grad_by_matmul(inputs, out_grad, kernel_size, strides, padding):
   return tf.reshape(grad, [k, k, inputs.shape[-1], out_grad.shape[-1]])
 
 
-def _conv_only(layer, x, kernel):
-  """`layer`'s convolution (no bias) of 4-D x with `kernel` (layer.kernel or a slice of it)."""
+def _conv_only(layer, x, kernel, kernels=CPU_KERNELS):
+  """`layer`'s convolution (no bias) of 4-D x with `kernel` (layer.kernel or a slice of it); with
+  CPU_KERNELS, bfloat16 kernel gradients of small feature maps by im2col matmul."""
   padding = layer.padding.upper()
   stride = layer.strides[0]
   k = layer.kernel_size[0]
@@ -172,7 +232,7 @@ def _conv_only(layer, x, kernel):
     conv = lambda x, kernel: tf.nn.conv2d(x, kernel, stride, padding)
   # The spatial size of the feature map that the kernel gradient convolves over.
   small = (out_h if transpose else x.shape[1]) <= 8
-  if x.dtype != tf.bfloat16 or not small:
+  if x.dtype != tf.bfloat16 or not small or kernels != CPU_KERNELS:
     return conv(x, kernel)
 
   @tf.custom_gradient
@@ -189,16 +249,16 @@ def _conv_only(layer, x, kernel):
   return conv_with_matmul_filter_grad(x, kernel)
 
 
-def apply_conv(layer, x):
+def apply_conv(layer, x, kernels=CPU_KERNELS):
   """layer(x) for (time, batch, h, w, c) x, through `_conv_only` (builds the layer if needed)."""
   if not layer.built:
     layer.build((None, x.shape[2], x.shape[3], x.shape[-1]))
   x = tf.cast(x, layer.compute_dtype)  # bfloat16 under mixed precision
-  y = _conv_only(layer, fold_time(x), tf.cast(layer.kernel, x.dtype))
+  y = _conv_only(layer, fold_time(x), tf.cast(layer.kernel, x.dtype), kernels)
   return unfold_time(y + tf.cast(layer.bias, x.dtype), x)
 
 
-def skip_conv(layer, x, skip, skip_index):
+def skip_conv(layer, x, skip, skip_index, kernels=CPU_KERNELS):
   """layer(concat([x_t, skip[skip_index[t]]], channels)) for every time step t, computed once per
   distinct skip.
 
@@ -221,8 +281,8 @@ def skip_conv(layer, x, skip, skip_index):
     k_x, k_skip = kernel[..., :cx], kernel[..., cx:]
   else:  # kernel (kh, kw, in, filters)
     k_x, k_skip = kernel[:, :, :cx, :], kernel[:, :, cx:, :]
-  y = unfold_time(_conv_only(layer, fold_time(x), k_x), x)
-  y_skip = unfold_time(_conv_only(layer, fold_time(tf.cast(skip, x.dtype)), k_skip), skip)
+  y = unfold_time(_conv_only(layer, fold_time(x), k_x, kernels), x)
+  y_skip = unfold_time(_conv_only(layer, fold_time(tf.cast(skip, x.dtype)), k_skip, kernels), skip)
   return y + tf.gather(y_skip, skip_index) + tf.cast(layer.bias, x.dtype)
 
 
@@ -231,6 +291,8 @@ class ConvBlock(keras.layers.Layer):
 
   With `skip`, the conv's input is [x, skip] concatenated per step (see `skip_conv`).
   """
+
+  kernels = CPU_KERNELS
 
   def __init__(self, filters, kernel, stride, padding, activation="leaky_relu", transpose=False,
                bn=None, **kwargs):
@@ -243,9 +305,9 @@ class ConvBlock(keras.layers.Layer):
 
   def call(self, x, bn_mode=BN_TRAIN, skip=None, skip_index=None):
     if skip is None:
-      y = apply_conv(self.conv, x)
+      y = apply_conv(self.conv, x, self.kernels)
     else:
-      y = skip_conv(self.conv, x, skip, skip_index)
+      y = skip_conv(self.conv, x, skip, skip_index, self.kernels)
     y = self.norm(y, bn_mode=bn_mode)
     if self.activation == "leaky_relu":
       return tf.nn.leaky_relu(y, alpha=0.2)
@@ -335,6 +397,8 @@ class FrameEncoder(keras.Model):
 class FrameDecoder(keras.Model):
   """(g (time, batch, g_dim), skips from FrameEncoder) -> frames (time, batch, H, W, C) in [0, 1]."""
 
+  kernels = CPU_KERNELS  # of its last conv (the blocks have their own)
+
   def __init__(self, arch, image_size, channels, g_dim, base_filters=64, bn=None, **kwargs):
     super().__init__(**kwargs)
     self.arch = arch
@@ -380,7 +444,7 @@ class FrameDecoder(keras.Model):
       for block in stage[1:]:
         h = block(h, bn_mode=bn_mode)
     if self.arch == "dcgan":  # the last upconv also takes the shallowest skip
-      out = skip_conv(self.last, h, deep_first[-1], skip_index)
+      out = skip_conv(self.last, h, deep_first[-1], skip_index, self.kernels)
     else:
-      out = apply_conv(self.last, h)
+      out = apply_conv(self.last, h, self.kernels)
     return tf.sigmoid(tf.cast(out, tf.float32))

@@ -183,8 +183,9 @@ def load(path, precision: Optional[str] = None) -> Predictor:
   """A Predictor for a train.py run directory (its newest checkpoint), an export's version folder
   (EXPORT_DIR/NAME/3) or an export's model folder (EXPORT_DIR/NAME: its newest version).
 
-  precision: run directories only: "float32" or "mixed_bfloat16" (faster on CPUs with bfloat16
-  units; the weights stay float32) instead of the precision the run was trained in. An export
+  precision: run directories only: "float32", "mixed_bfloat16" (faster on CPUs with bfloat16
+  units) or "mixed_float16" instead of the precision the run was trained in (the weights are
+  float32 in all three; inputs and outputs are float32 whatever it is). An export
   runs in the precision it was exported in.
   Raises FileNotFoundError or ValueError naming `path` when it is none of these.
   """

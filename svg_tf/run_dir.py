@@ -53,18 +53,21 @@ def check_writable(model_dir: str):
                       f"{first_line(err)}); choose another --model_dir") from None
 
 
+MAY_CHANGE = ("train_steps", "grad_accum_steps")  # between runs in one directory
+
+
 def write_or_check_config(config: SVGConfig, model_dir: str, write: bool = True):
   """Saves config.json on the first run; on later runs refuses a different model or data setup.
 
-  train_steps may change (to extend a run); anything else must match the saved value. With
-  write=False (workers other than the chief) it only checks.
+  train_steps (to extend a run) and grad_accum_steps (to fit memory) may change; anything else
+  must match the saved value. With write=False (workers other than the chief) it only checks.
   """
   path = os.path.join(model_dir, CONFIG_FILE)
   if tf.io.gfile.exists(path):
     saved = _read_config_dict(model_dir)
     current = config.to_dict()
     diffs = [f"--{k}={current.get(k)!r} (saved: {saved[k]!r})" for k in sorted(saved)
-             if k != "train_steps" and saved[k] != current.get(k)]
+             if k not in MAY_CHANGE and saved[k] != current.get(k)]
     if diffs:
       raise ValueError(f"--model_dir={model_dir} holds a run with another configuration: "
                        + ", ".join(diffs) + "; use a new --model_dir")

@@ -107,7 +107,7 @@ class _Window:
   def __init__(self, step: int, frames_per_step: int):
     self.means = {k: keras.metrics.Mean(name=k) for k in Trainer.LOGGED}
     self.frames_per_step = frames_per_step
-    self.applied = self.skipped = 0
+    self.applied = self.skipped = self.overflows = 0
     self.start_time, self.start_step = time.perf_counter(), step
     self.timed_since = None  # (time, step) at the end of the first step
 
@@ -132,10 +132,11 @@ class _Window:
           now - max(self.start_time, since_time), 1e-9)
     rate = (step - since_step) / max(now - since_time, 1e-9)
     self.eta = _eta((train_steps - step) / rate) if timed_steps > 0 and rate > 0 else None
-    self.last_skipped = self.skipped
+    self.last_skipped = self.skipped - self.overflows  # bad steps
+    self.last_overflows = self.overflows
     for mean in self.means.values():
       mean.reset_state()
-    self.applied = self.skipped = 0
+    self.applied = self.skipped = self.overflows = 0
     self.start_time, self.start_step = time.perf_counter(), step
     return out
 
@@ -143,19 +144,22 @@ class _Window:
 def train(config: SVGConfig, model_dir: str, input_fn: InputFn,
           strategy: Optional[tf.distribute.Strategy] = None, options: LoopOptions = LoopOptions(),
           preview_frames: Optional[np.ndarray] = None, jit_compile: bool = False,
-          preview_actions: Optional[np.ndarray] = None) -> Dict[str, float]:
+          preview_actions: Optional[np.ndarray] = None,
+          kernels: Optional[str] = None) -> Dict[str, float]:
   """Trains until `config.train_steps`, resuming from the newest checkpoint in `model_dir`.
 
   Args:
     input_fn: (input_context, start_index) -> dataset of per-replica batches
       (batch, T, H, W, C) float32 in [0, 1], T = n_past + n_future; for an action-conditioned
       config, pairs (frames, actions (batch, T, action_dim)).
+    kernels: frame_nets.CPU_KERNELS or STOCK_KERNELS; None: by the replicas' device (Trainer).
     preview_frames: optional (K, T', H, W, C) held-out videos for image summaries and the sample
       GIF (posterior reconstructions and prior samples); preview_actions (K, T', action_dim) their
       actions, for an action-conditioned config.
   Returns:
     the last logged window's means over its applied steps (loss, mse, kl, frames_per_s), the final
-    `step`, `skipped_steps` (non-finite steps of this call) and `preempted` (stopped by a signal
+    `step`, `skipped_steps` (non-finite steps of this call), `loss_scale_overflows`
+    (mixed_float16 steps skipped by the loss scale, not bad steps) and `preempted` (stopped by a signal
     in `options.stop_signals`, after saving).
   Raises:
     RunDirError: model_dir cannot be written (before the model is built), or the workers restored
@@ -172,18 +176,18 @@ def train(config: SVGConfig, model_dir: str, input_fn: InputFn,
     lock.acquire()
   try:
     return _train(config, model_dir, input_fn, strategy, options, preview_frames, jit_compile,
-                  preview_actions, chief)
+                  preview_actions, chief, kernels)
   finally:
     if lock:
       lock.release()
 
 
 def _train(config, model_dir, input_fn, strategy, options, preview_frames, jit_compile,
-           preview_actions, chief) -> Dict[str, float]:
+           preview_actions, chief, kernels) -> Dict[str, float]:
   # config.json is written only once a step has run: a mistake (a batch the replicas cannot share,
   # data that does not fit) never leaves a run directory that refuses the corrected command.
   run_dir.write_or_check_config(config, model_dir, write=False)
-  trainer = Trainer(config, strategy, jit_compile=jit_compile)
+  trainer = Trainer(config, strategy, jit_compile=jit_compile, kernels=kernels)
   checkpoints = Checkpoints(model_dir, strategy, options.max_checkpoints, model=trainer.model,
                             optimizer=trainer.optimizer, step=trainer.global_step)
   resumed = checkpoints.restore()
@@ -207,7 +211,7 @@ def _train(config, model_dir, input_fn, strategy, options, preview_frames, jit_c
   writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief
             else tf.summary.create_noop_writer())
   window = _Window(step, config.batch_size * config.seq_len)
-  bad_in_a_row, skipped, save_pending, preempted = 0, 0, False, False
+  bad_in_a_row, skipped, overflows, save_pending, preempted = 0, 0, 0, False, False
   config_written = False
   logging.info("training %s on %s for steps %d..%d, global batch %d on %d replica(s) of %d "
                "worker(s); outputs in %s", config.model, config.dataset, step + 1,
@@ -222,6 +226,7 @@ def _train(config, model_dir, input_fn, strategy, options, preview_frames, jit_c
                          "(every record skipped as bad?) or not repeated") from None
       values = {k: float(out[k]) for k in Trainer.LOGGED}
       applied, preempted = bool(out["applied"]), bool(out["stop"])
+      overflow = bool(out["overflow"])  # mixed_float16: the loss scale was too high
       if chief and not config_written:
         run_dir.write_or_check_config(config, model_dir, write=True)
         config_written = True
@@ -230,6 +235,12 @@ def _train(config, model_dir, input_fn, strategy, options, preview_frames, jit_c
       window.add(step, values, applied)
       if applied:
         bad_in_a_row = 0
+      elif overflow:  # expected now and then: not a bad step
+        window.overflows += 1
+        overflows += 1
+        logging.log_first_n(logging.INFO, "train | step %d | float16 gradients overflowed: "
+                            "update skipped, loss scale halved to %g (reported as 'loss scale "
+                            "overflows' in the progress lines)", 3, step, trainer.loss_scale)
       else:
         bad_in_a_row += 1
         skipped += 1
@@ -254,11 +265,17 @@ def _train(config, model_dir, input_fn, strategy, options, preview_frames, jit_c
             for k, v in means.items():
               tf.summary.scalar(k, v)
             tf.summary.scalar("skipped_steps", window.last_skipped)
+            if trainer.loss_scaled:
+              tf.summary.scalar("loss_scale", trainer.loss_scale)
         if log:
           speed = (f"{means['frames_per_s']:.1f} frames/s | ETA {window.eta}" if window.eta
                    else "timing after the first step")
           if window.last_skipped:
             speed += f" | skipped {window.last_skipped}"
+          if window.last_overflows:
+            speed += f" | loss scale overflows {window.last_overflows}"
+          if trainer.loss_scaled:
+            speed += f" | loss scale {trainer.loss_scale:g}"
           logging.info("train | step %d/%d | loss %.5f | mse %.5f | kl %.3f | %s", step,
                        config.train_steps, means["loss"], means["mse"], means["kl"], speed)
         result = dict(means, step=step)
@@ -279,7 +296,8 @@ def _train(config, model_dir, input_fn, strategy, options, preview_frames, jit_c
         break
   writer.flush()
   del iterator  # a live iterator over a numpy_function stream can hang interpreter exit
-  result.update(step=step, skipped_steps=skipped, preempted=preempted,
+  result.update(step=step, skipped_steps=skipped, loss_scale_overflows=overflows,
+                preempted=preempted,
                 stop_signal=stop.received)
   return result
 
