@@ -3,14 +3,19 @@
   python evaluate.py --model_dir=runs/smmnist_lp --data_dir=data/smmnist_test --num_samples=100 --out=eval/lp
   python evaluate.py --model_dir=runs/smmnist_lp --model_dir=runs/smmnist_det --out=eval/both
   python evaluate.py --compare=eval/lp/metrics.json --compare=eval/det/metrics.json --out=eval/plots
+  python evaluate.py --model_dir=runs/smmnist_lp --num_shards=4 --shard_index=$I --out=eval/lp  # I=0..3
+  python evaluate.py --merge=eval/lp --out=eval/lp
 
 For every test video: condition on n_past frames, draw num_samples futures (SVG-LP: learned prior,
 SVG-FP: N(0, I), deterministic: one future), score predicted frames only (SSIM and PSNR per
 frame), keep each metric's best sample by its mean over time, report means and 95% intervals over
 videos. Writes OUT/metrics.json, OUT/per_video.csv and the figures (PNG and PDF); with several
-models, one sub-folder per model and the comparison plots in OUT.
+models, one sub-folder per model and the comparison plots in OUT. With --num_shards=N a run scores
+only the videos j with j % N == --shard_index and saves them as OUT/shard-0000i-of-0000N.npz;
+--merge joins the N files into the outputs one unsharded run writes (svg_tf/evaluation_shards.py).
 Exit status: 0 done; 1 a user error, one line `error: ...` (a bad flag, a missing run directory
-or checkpoint, an --out that cannot be written, a --compare file that is not a metrics.json).
+or checkpoint, an --out that cannot be written, a --compare file that is not a metrics.json, a
+shard missing, duplicated, damaged or of another run).
 """
 
 import json
@@ -18,7 +23,7 @@ import os
 
 from absl import flags, logging
 
-from svg_tf import command_line
+from svg_tf import command_line, evaluation_shards
 from svg_tf.command_line import UserError
 
 FLAGS = flags.FLAGS
@@ -63,14 +68,22 @@ flags.DEFINE_enum("smmnist_variant", None, ["svg", "srvp"], "SM-MNIST test set: 
                   "reference's generator) or srvp (SRVP's own test set: what SRVP's table, and its "
                   "SVG-LP row, were scored on); default: the run's")
 flags.DEFINE_integer("cpu_replicas", 0, "Without GPUs: sample on N logical CPU devices")
+flags.DEFINE_integer("num_shards", 1, "Split the test videos over N runs (machines, job-array "
+                     "tasks): video j goes to shard j % N; a shard writes OUT/shard-...npz, "
+                     "--merge writes the results")
+flags.DEFINE_integer("shard_index", 0, "This run's shard, in [0, --num_shards)")
+flags.DEFINE_multi_string("merge", [], "Folder of shard files (repeatable): join them into the "
+                          "outputs of one unsharded run, in --out; needs no --model_dir")
 
 
 def _check_flags():
   """Every flag that can be checked before TensorFlow starts; UserError naming the first bad one."""
   if not FLAGS.out:
     raise UserError("--out is required (the folder for metrics.json and the figures)")
-  if not FLAGS.model_dir and not FLAGS.compare:
-    raise UserError("nothing to do: pass --model_dir=DIR (repeatable) and/or --compare=FILE")
+  if not FLAGS.model_dir and not FLAGS.compare and not FLAGS.merge:
+    raise UserError("nothing to do: pass --model_dir=DIR (repeatable), --compare=FILE and/or "
+                    "--merge=DIR")
+  _check_shard_flags()
   for name in ("num_samples", "chunk_size", "videos_per_batch", "max_videos", "n_past",
                "n_future"):
     value = FLAGS[name].value
@@ -86,6 +99,37 @@ def _check_flags():
   for path in FLAGS.compare:
     _read_compare(path)  # before any model is sampled
   command_line.check_output_dir(FLAGS.out, "out")
+
+
+def _check_shard_flags():
+  """--num_shards, --shard_index and --merge; the shard files' names and descriptions too
+  (a missing, duplicated or mismatched shard), all before TensorFlow starts."""
+  if FLAGS.num_shards < 1:
+    raise UserError(f"--num_shards={FLAGS.num_shards}: must be at least 1")
+  if not 0 <= FLAGS.shard_index < FLAGS.num_shards:
+    raise UserError(f"--shard_index={FLAGS.shard_index}: must be in [0, {FLAGS.num_shards}) "
+                    f"(--num_shards={FLAGS.num_shards})")
+  if FLAGS.merge:
+    if FLAGS.model_dir:
+      raise UserError("--merge with --model_dir: a merge reads shard files, not a model; run "
+                      "the shards with --model_dir, then --merge alone")
+    if FLAGS.num_shards > 1 or FLAGS.shard_index:
+      raise UserError("--merge with --num_shards/--shard_index: the shard files say how many "
+                      "shards there are")
+    try:
+      evaluation_shards.check_shards(FLAGS.merge)
+    except evaluation_shards.ShardError as err:
+      raise UserError(str(err)) from None
+  if FLAGS.num_shards > 1:
+    if not FLAGS.model_dir:
+      raise UserError(f"--num_shards={FLAGS.num_shards}: sharding needs --model_dir (the run "
+                      "to score)")
+    if len(FLAGS.model_dir) > 1:
+      raise UserError(f"--num_shards={FLAGS.num_shards} with {len(FLAGS.model_dir)} "
+                      "--model_dir: shard one model at a time")
+    if FLAGS.compare:
+      raise UserError(f"--num_shards={FLAGS.num_shards} with --compare: a shard writes no "
+                      "metrics; pass --compare to the --merge run")
 
 
 def _read_compare(path: str) -> dict:
@@ -122,7 +166,15 @@ def main(argv):
   for path in FLAGS.compare:
     saved = _read_compare(path)
     curves[saved.get("label", os.path.basename(os.path.dirname(os.path.abspath(path))))] = saved
+  if FLAGS.merge:
+    try:
+      result = evaluation_shards.write_merged(FLAGS.merge, FLAGS.out)
+    except evaluation_shards.ShardError as err:  # a shard file damaged inside
+      raise UserError(str(err)) from None
+    curves[result["label"] or "merged"] = result
+    _log_result(result["label"] or "merged", result)
   several = len(FLAGS.model_dir) > 1
+  sharded = FLAGS.num_shards > 1
   for model_dir in FLAGS.model_dir:
     label = os.path.basename(os.path.normpath(model_dir))
     try:
@@ -145,8 +197,7 @@ def main(argv):
                                   source=FLAGS.data_source)
     except (ValueError, FileNotFoundError) as err:  # a bad --data_dir: one line
       raise UserError(str(err)) from None
-    curves[label] = evaluation.evaluate(
-        run.model, videos, os.path.join(FLAGS.out, label) if several else FLAGS.out,
+    settings = dict(
         n_past=n_past, n_future=n_future, checkpoint=run.checkpoint, checkpoint_step=run.step,
         num_samples=FLAGS.num_samples, reference_ssim=FLAGS.ssim == "reference",
         bn_mode=FLAGS.generation_bn, seed=FLAGS.seed, chunk_size=FLAGS.chunk_size,
@@ -154,14 +205,32 @@ def main(argv):
         lpips_path=FLAGS.lpips_path, i3d_path=FLAGS.i3d_path,
         digit_images=videos.digit_images, srvp_psnr=FLAGS.psnr == "srvp",
         strategy=strategy, label=label)
-    logging.info("%s: SSIM %.4f +- %.4f, PSNR %.2f +- %.2f dB over %d videos", label,
-                 curves[label]["ssim"]["mean"], curves[label]["ssim"]["ci95"],
-                 curves[label]["psnr"]["mean"], curves[label]["psnr"]["ci95"],
-                 curves[label]["num_videos"])
-  if len(curves) > 1 or not FLAGS.model_dir:
+    if sharded:
+      if FLAGS.shard_index >= len(videos.frames):
+        raise UserError(f"--num_shards={FLAGS.num_shards}: more shards than the "
+                        f"{len(videos.frames)} test videos (shard {FLAGS.shard_index} would "
+                        "score none)")
+      results = evaluation.compute_results(run.model, videos, num_shards=FLAGS.num_shards,
+                                           shard_index=FLAGS.shard_index, **settings)
+      path = evaluation_shards.save_shard(results, FLAGS.out, FLAGS.shard_index,
+                                          FLAGS.num_shards)
+      logging.info("shard %d of %d: %d of %d videos scored; wrote %s (merge the %d shards with "
+                   "evaluate.py --merge=DIR --out=DIR)", FLAGS.shard_index, FLAGS.num_shards,
+                   len(results.video_index), results.total_videos, path, FLAGS.num_shards)
+      continue
+    curves[label] = evaluation.evaluate(
+        run.model, videos, os.path.join(FLAGS.out, label) if several else FLAGS.out, **settings)
+    _log_result(label, curves[label])
+  if len(curves) > 1 or not (FLAGS.model_dir or FLAGS.merge):  # a merge alone plotted its own
     for path in evaluation.plot_comparison(curves, FLAGS.out):
       logging.info("wrote %s", path)
   print(f"results in {os.path.abspath(FLAGS.out)}")
+
+
+def _log_result(label: str, result: dict):
+  logging.info("%s: SSIM %.4f +- %.4f, PSNR %.2f +- %.2f dB over %d videos", label,
+               result["ssim"]["mean"], result["ssim"]["ci95"], result["psnr"]["mean"],
+               result["psnr"]["ci95"], result["num_videos"])
 
 
 def run():

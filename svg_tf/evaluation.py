@@ -125,12 +125,17 @@ class Scores:
   kept_samples: np.ndarray  # (K, S_kept, n_future, H, W, C) for figures
   kept_best: np.ndarray  # (K, n_future, H, W, C): the best-SSIM sample of each kept video
   fvd: Optional[float] = None
+  # (V, D) I3D activations of the real videos and of sample 0, kept so that shards' can be joined
+  # before the distance is taken (FVD is not a mean over videos).
+  real_activations: Optional[np.ndarray] = None
+  fake_activations: Optional[np.ndarray] = None
 
 
 def score(sampler: Sampler, frames: np.ndarray, num_samples: int, seed: int = 1,
           videos_per_batch: int = 8, reference_ssim: bool = False, keep: int = 4,
           keep_samples: int = 3, lpips=None, i3d=None,
-          actions: Optional[np.ndarray] = None, srvp_psnr: bool = False) -> Scores:
+          actions: Optional[np.ndarray] = None, srvp_psnr: bool = False,
+          fvd_distance: bool = True) -> Scores:
   """Best-of-N SSIM/PSNR per test video (and the reference's SSIM, SRVP's channel-averaged PSNR if
   asked, each with its own best sample), with progress lines.
 
@@ -139,7 +144,8 @@ def score(sampler: Sampler, frames: np.ndarray, num_samples: int, seed: int = 1,
   lpips: optional metrics.load_lpips callable, scored best-of-N like the others (lower is better).
   i3d: optional metrics.load_i3d callable: FVD as SRVP computes it, context plus predicted frames
   of one sample per video (sample 0, a random draw) against the real videos; activations are
-  collected here and the distance is `Scores.fvd`.
+  collected here and the distance is `Scores.fvd` (unless fvd_distance is False: a shard keeps
+  only the activations, the merge takes the distance over all videos).
   """
   n_past, n_future = sampler.n_past, sampler.n_future
   num_videos = frames.shape[0]
@@ -185,13 +191,20 @@ def score(sampler: Sampler, frames: np.ndarray, num_samples: int, seed: int = 1,
     rate = done / max(time.perf_counter() - started, 1e-9)
     logging.info("evaluate | %d/%d videos | %d samples each | %.2f videos/s | ETA %.0fs", done,
                  num_videos, num_samples, rate, (num_videos - done) / rate)
+  frame_shape = frames.shape[2:]
+  if not kept_samples:  # no figure video here (a shard's share, --num_figure_videos=0): empty
+    kept_samples = np.zeros((0, min(keep_samples, num_samples), n_future) + frame_shape, np.float32)
+    kept_best = np.zeros((0, n_future) + frame_shape, np.float32)
+  real = np.concatenate(real_acts) if i3d is not None else None
+  fake = np.concatenate(fake_acts) if i3d is not None else None
   return Scores(best={k: np.concatenate(v) for k, v in best.items()},
                 best_index={k: np.concatenate(v) for k, v in best_index.items()},
                 sample_mean={k: np.concatenate(v) for k, v in sample_mean.items()},
                 prior_std=np.concatenate(prior_std), kept_samples=np.asarray(kept_samples),
                 kept_best=np.asarray(kept_best),
-                fvd=metrics.frechet_distance(np.concatenate(real_acts), np.concatenate(fake_acts))
-                if i3d is not None else None)
+                fvd=metrics.frechet_distance(real, fake)
+                if i3d is not None and fvd_distance else None,
+                real_activations=real, fake_activations=fake)
 
 
 def summary(scores: Scores, **fields) -> Dict:
@@ -264,6 +277,154 @@ def plot_comparison(curves: Dict[str, Dict], out_dir: str):
   return paths
 
 
+@dataclasses.dataclass
+class Results:
+  """Everything an evaluation's outputs are written from, per video, in test-set order.
+
+  One unsharded run computes it for all videos (`compute_results`) and writes it
+  (`write_outputs`); a shard computes it for its share and saves it; a merge joins the shards'
+  (svg_tf/evaluation_shards.py) and writes what the unsharded run would have.
+  """
+  scores: Scores  # per video; kept_* for the figure videos among them
+  fields: Dict  # metrics.json's descriptive fields: evaluation_fields, test_set, label
+  video_index: np.ndarray  # (V,) int64: each row's index in the full test set
+  total_videos: int  # videos in the full test set (after --max_videos)
+  seed: int
+  num_figure_videos: int
+  figure_frames: np.ndarray  # (K, n_past + n_future, H, W, C): ground truth of the kept videos
+  reconstructions: np.ndarray  # (K, n_future, H, W, C): their posterior reconstructions
+  # SM-MNIST: prior_std_given (V, T-1), wall_hits (V, T, digits) per video; model_positions,
+  # true_positions (K, n_future, digits, 2) of the kept videos; shared_std (32, T-1), Fig. 6's
+  # shared-trajectory videos (computed with video 0).
+  wall: Optional[Dict[str, np.ndarray]] = None
+
+
+def compute_results(model: SVG, videos, n_past: int, n_future: int, checkpoint: str,
+                    checkpoint_step: int, num_samples: int = 100, reference_ssim: bool = False,
+                    bn_mode: Optional[str] = None, seed: int = 1, chunk_size: int = 256,
+                    videos_per_batch: int = 8, num_figure_videos: int = 4,
+                    lpips_path: Optional[str] = None, i3d_path: Optional[str] = None,
+                    digit_images: Optional[np.ndarray] = None, strategy=None, label: str = "",
+                    srvp_psnr: bool = False, num_shards: int = 1, shard_index: int = 0) -> Results:
+  """The per-video part of `evaluate`: samples and scores the videos j with j % num_shards ==
+  shard_index (all of them by default). Arguments as `evaluate`'s."""
+  config = model.config
+  if config.model == "det":
+    num_samples = 1
+  bn_mode = bn_mode or config.generation_bn
+  if videos.frames.shape[1] < n_past + n_future:
+    raise ValueError(f"the test videos have {videos.frames.shape[1]} frames; n_past + n_future = "
+                     f"{n_past + n_future}")
+  total = videos.frames.shape[0]
+  if not 0 <= shard_index < num_shards:
+    raise ValueError(f"shard_index {shard_index} is not in [0, {num_shards})")
+  if shard_index >= total:
+    raise ValueError(f"{num_shards} shards of {total} test videos: shard {shard_index} would "
+                     "score none (use at most as many shards as videos)")
+  index = np.arange(shard_index, total, num_shards, dtype=np.int64)
+  sharded = num_shards > 1
+  frames = videos.frames[index] if sharded else videos.frames
+  # Only action-conditioned models see actions.
+  actions = None
+  if config.action_dim:
+    actions = videos.actions[index] if sharded and videos.actions is not None else videos.actions
+  sampler = Sampler(model, n_past, n_future, chunk_size, strategy, bn_mode)
+  share = (f" (shard {shard_index} of {num_shards}: videos {shard_index}, "
+           f"{shard_index + num_shards}, ... of {total})" if sharded else "")
+  logging.info("evaluating %s (step %d) on %d videos%s, %d -> %d frames, %d samples each",
+               checkpoint, checkpoint_step, frames.shape[0], share, n_past, n_future, num_samples)
+  if sharded and bn_mode == "batch":
+    logging.warning("generation_bn=batch: BatchNorm statistics come from the rows that share a "
+                    "batch, which sharding changes; merged numbers may differ from an unsharded "
+                    "run's (recorded in the shard and in the merged metrics.json)")
+  lpips = metrics.load_lpips(lpips_path) if lpips_path else None
+  i3d = metrics.load_i3d(i3d_path) if i3d_path else None
+  # The figure videos are the test set's first num_figure_videos: a prefix of every shard's rows.
+  keep = int(np.sum(index < num_figure_videos))
+  scores = score(sampler, frames, num_samples, seed, videos_per_batch, reference_ssim,
+                 keep=keep, lpips=lpips, i3d=i3d, actions=actions, srvp_psnr=srvp_psnr,
+                 fvd_distance=not sharded)
+  fields = evaluation_fields(config, checkpoint_step, checkpoint, num_samples, n_past, n_future,
+                             bn_mode)
+  fields.update(label=label, test_set=videos.description)
+  kept = scores.kept_best.shape[0]
+  length = n_past + n_future
+  if kept:  # one batch of all the figure videos, as unsharded, whichever shard holds them
+    figure_videos = min(num_figure_videos, total)
+    all_actions = videos.actions if actions is not None else None
+    reconstructions = rows_as_unsharded(
+        lambda first, last: model.reconstruct(
+            videos.frames[first:last, :length], n_past, bn_mode=bn_mode,
+            actions=None if all_actions is None else all_actions[first:last, :length]).numpy(),
+        index[:kept], figure_videos, figure_videos)
+  else:
+    reconstructions = np.zeros((0, n_future) + frames.shape[2:], np.float32)
+  results = Results(scores=scores, fields=fields, video_index=index, total_videos=total,
+                    seed=seed, num_figure_videos=num_figure_videos,
+                    figure_frames=frames[:kept, :length], reconstructions=reconstructions)
+  if getattr(videos, "wall_hits", None) is not None:
+    results.wall = _wall_hit_data(model, videos, index, frames, digit_images, scores, n_past,
+                                  n_future, bn_mode)
+  return results
+
+
+def write_outputs(results: Results, out_dir: str, extra_fields: Optional[Dict] = None) -> Dict:
+  """The files of an evaluation from its per-video results: metrics.json, per_video.csv,
+  per_video_curves.npz, figures and TensorBoard events; returns metrics.json's content.
+
+  extra_fields: added to metrics.json (a merge records its shard count there).
+  """
+  scores, fields = results.scores, results.fields
+  n_past, n_future = fields["n_past"], fields["n_future"]
+  checkpoint_step, label = fields["checkpoint_step"], fields["label"]
+  tf.io.gfile.makedirs(out_dir)
+  result = summary(scores, **fields)
+  result.update(extra_fields or {})
+  kept = scores.kept_best.shape[0]
+  if "lpips" not in scores.best:
+    result["lpips"] = {"note": metrics.LPIPS_UNAVAILABLE_NOTE}
+  if scores.real_activations is None:
+    result["fvd"] = {"note": metrics.FVD_UNAVAILABLE_NOTE}
+  else:
+    fvd = scores.fvd
+    if fvd is None:  # a merge: the distance over all videos' activations
+      fvd = metrics.frechet_distance(scores.real_activations, scores.fake_activations)
+    result["fvd"] = {"value": fvd, "frames": "context + predicted, one random sample per "
+                     "video (SRVP's convention)"}
+  write_json(os.path.join(out_dir, "metrics.json"), result)
+  write_per_video_csv(os.path.join(out_dir, "per_video.csv"), scores)
+
+  # Figures: per-frame curves, sample grids, and for SM-MNIST the prior's std and displacements.
+  plot_comparison({label or "model": result}, out_dir)
+  length = n_past + n_future
+  frames, reconstructions = results.figure_frames, results.reconstructions
+  panels = []
+  for k in range(kept):
+    context = frames[k, :n_past]
+    with_context = lambda future: np.concatenate([context, future])
+    rows = {"posterior": with_context(reconstructions[k]),
+            "best SSIM": with_context(scores.kept_best[k])}
+    for s in range(scores.kept_samples.shape[1]):
+      rows[f"random {s + 1}"] = with_context(scores.kept_samples[k, s])
+    panels.append((frames[k, :length], rows))
+  figures.save_sample_figures(out_dir, panels, n_past, max_videos=kept)
+  curves = {f"best_{k}": v for k, v in scores.best.items()}
+  curves.update({f"mean_{k}": v for k, v in scores.sample_mean.items()})
+  curves["prior_std_sampled"] = scores.prior_std
+  if results.wall is not None:
+    result["prior_std_given_true_frames"] = _wall_hit_figures(results.wall, out_dir, curves)
+    write_json(os.path.join(out_dir, "metrics.json"), result)
+  write_npz(os.path.join(out_dir, "per_video_curves.npz"), curves)
+  write_summaries(out_dir, result, checkpoint_step, {
+      "ground_truth": frames[:kept, :length],
+      "reconstruction": np.concatenate([frames[:kept, :n_past], reconstructions], axis=1),
+      "samples": np.concatenate([np.repeat(frames[:kept, None, :n_past],
+                                           scores.kept_samples.shape[1], axis=1),
+                                 scores.kept_samples], axis=2)})
+  logging.info("wrote %s", out_dir)
+  return result
+
+
 def evaluate(model: SVG, videos, out_dir: str, n_past: int, n_future: int, checkpoint: str,
              checkpoint_step: int, num_samples: int = 100, reference_ssim: bool = False,
              bn_mode: Optional[str] = None, seed: int = 1, chunk_size: int = 256,
@@ -278,70 +439,16 @@ def evaluate(model: SVG, videos, out_dir: str, n_past: int, n_future: int, check
     measurement and the displacement figure; those need `digit_images` (the MNIST test digits
     that `digit_indices` points into).
   checkpoint, checkpoint_step: where the weights came from, for metrics.json.
+  `compute_results` then `write_outputs`: a sharded evaluation runs the same two halves apart.
   """
-  config = model.config
-  if config.model == "det":
-    num_samples = 1
-  bn_mode = bn_mode or config.generation_bn
-  if videos.frames.shape[1] < n_past + n_future:
-    raise ValueError(f"the test videos have {videos.frames.shape[1]} frames; n_past + n_future = "
-                     f"{n_past + n_future}")
-  tf.io.gfile.makedirs(out_dir)
-  actions = videos.actions if config.action_dim else None  # only action-conditioned models see them
-  sampler = Sampler(model, n_past, n_future, chunk_size, strategy, bn_mode)
-  logging.info("evaluating %s (step %d) on %d videos, %d -> %d frames, %d samples each", checkpoint,
-               checkpoint_step, videos.frames.shape[0], n_past, n_future, num_samples)
-  lpips = metrics.load_lpips(lpips_path) if lpips_path else None
-  i3d = metrics.load_i3d(i3d_path) if i3d_path else None
-  scores = score(sampler, videos.frames, num_samples, seed, videos_per_batch, reference_ssim,
-                 keep=num_figure_videos, lpips=lpips, i3d=i3d, actions=actions,
-                 srvp_psnr=srvp_psnr)
-  result = summary(scores, label=label, **evaluation_fields(config, checkpoint_step, checkpoint,
-                                                            num_samples, n_past, n_future, bn_mode))
-  result["test_set"] = videos.description
-  kept = scores.kept_best.shape[0]
-  if lpips is None:
-    result["lpips"] = {"note": metrics.LPIPS_UNAVAILABLE_NOTE}
-  if i3d is None:
-    result["fvd"] = {"note": metrics.FVD_UNAVAILABLE_NOTE}
-  else:
-    result["fvd"] = {"value": scores.fvd, "frames": "context + predicted, one random sample per "
-                     "video (SRVP's convention)"}
-  write_json(os.path.join(out_dir, "metrics.json"), result)
-  write_per_video_csv(os.path.join(out_dir, "per_video.csv"), scores)
-
-  # Figures: per-frame curves, sample grids, and for SM-MNIST the prior's std and displacements.
-  plot_comparison({label or "model": result}, out_dir)
-  length = n_past + n_future
-  reconstructions = model.reconstruct(
-      videos.frames[:kept, :length], n_past, bn_mode=bn_mode,
-      actions=None if actions is None else actions[:kept, :length]).numpy()
-  panels = []
-  for k in range(kept):
-    context = videos.frames[k, :n_past]
-    with_context = lambda future: np.concatenate([context, future])
-    rows = {"posterior": with_context(reconstructions[k]),
-            "best SSIM": with_context(scores.kept_best[k])}
-    for s in range(scores.kept_samples.shape[1]):
-      rows[f"random {s + 1}"] = with_context(scores.kept_samples[k, s])
-    panels.append((videos.frames[k, :length], rows))
-  figures.save_sample_figures(out_dir, panels, n_past, max_videos=kept)
-  curves = {f"best_{k}": v for k, v in scores.best.items()}
-  curves.update({f"mean_{k}": v for k, v in scores.sample_mean.items()})
-  curves["prior_std_sampled"] = scores.prior_std
-  if getattr(videos, "wall_hits", None) is not None:
-    result["prior_std_given_true_frames"] = _wall_hit_figures(
-        model, videos, digit_images, scores, n_past, n_future, bn_mode, out_dir, curves)
-    write_json(os.path.join(out_dir, "metrics.json"), result)
-  write_npz(os.path.join(out_dir, "per_video_curves.npz"), curves)
-  write_summaries(out_dir, result, checkpoint_step, {
-      "ground_truth": videos.frames[:kept, :length],
-      "reconstruction": np.concatenate([videos.frames[:kept, :n_past], reconstructions], axis=1),
-      "samples": np.concatenate([np.repeat(videos.frames[:kept, None, :n_past],
-                                           scores.kept_samples.shape[1], axis=1),
-                                 scores.kept_samples], axis=2)})
-  logging.info("wrote %s", out_dir)
-  return result
+  tf.io.gfile.makedirs(out_dir)  # before sampling: an unwritable out_dir fails at once
+  results = compute_results(
+      model, videos, n_past, n_future, checkpoint, checkpoint_step, num_samples=num_samples,
+      reference_ssim=reference_ssim, bn_mode=bn_mode, seed=seed, chunk_size=chunk_size,
+      videos_per_batch=videos_per_batch, num_figure_videos=num_figure_videos,
+      lpips_path=lpips_path, i3d_path=i3d_path, digit_images=digit_images, strategy=strategy,
+      label=label, srvp_psnr=srvp_psnr)
+  return write_outputs(results, out_dir)
 
 
 def write_summaries(out_dir: str, result: Dict, checkpoint_step: int,
@@ -369,31 +476,49 @@ def write_summaries(out_dir: str, result: Dict, checkpoint_step: int,
                        step=checkpoint_step)
 
 
-def _wall_hit_figures(model, videos, digit_images, scores, n_past, n_future, bn_mode, out_dir,
-                      curves) -> Dict:
-  """SM-MNIST: the paper's Fig. 6 (the learned prior fed the true frames, against wall hits) and
-  the displacement distribution of the samples; returns metrics.json's wall-hit ratios."""
+def _wall_hit_data(model, videos, index, frames, digit_images, scores, n_past, n_future,
+                   bn_mode) -> Dict[str, np.ndarray]:
+  """SM-MNIST, per video of `index` (rows of `frames`): the learned prior's std fed the true
+  frames and the wall hits; for the kept videos the digits' positions in sample 0 and in truth;
+  with video 0 (the first shard) the std over Fig. 6's 32 videos sharing its trajectory."""
   if digit_images is None:
     raise ValueError("SM-MNIST test videos come with digit_images (the MNIST test digits)")
   # Step k is the std of z_{k+1}, the latent of frame k+1; a digit that hits a wall at frame t
   # moves at random from t+1 on.
   length = n_past + n_future
   kept = scores.kept_samples.shape[0]
-  std = prior_std_given(model, videos.frames[:, :length], bn_mode)  # (V, length-1)
-  hits = videos.wall_hits[:, :length]  # (V, length, digits)
-  curves.update(prior_std_given=std, wall_hits=hits)
-  shared = shared_trajectory_videos(videos.positions[0, :length], digit_images, count=32)
-  shared_std = prior_std_given(model, shared, bn_mode)  # (32, length-1): frames 2..length
-  figures.plot_prior_std(shared_std, os.path.join(out_dir, "prior_std"),
-                         wall_hits=videos.wall_hits[0, 1:length], first_frame=2,
-                         title="learned prior fed 32 test videos sharing one trajectory")
-  model_pos = np.stack([
+  kept_index = index[:kept]
+  digits = videos.positions.shape[2]
+  batch = 64  # prior_std_given's batches of the whole test set, whichever shard asks
+  std = rows_as_unsharded(
+      lambda first, last: model.prior_std_given(videos.frames[first:last, :length],
+                                                bn_mode).numpy(),
+      index, len(videos.frames), batch)
+  wall = {"prior_std_given": std,  # (V, length-1)
+          "wall_hits": videos.wall_hits[index, :length]}  # (V, length, digits)
+  if index[0] == 0:
+    shared = shared_trajectory_videos(videos.positions[0, :length], digit_images, count=32)
+    wall["shared_std"] = prior_std_given(model, shared, bn_mode)  # (32, length-1): frames 2..
+  wall["model_positions"] = np.stack([
       figures.estimate_digit_positions(s, digit_images[videos.digit_indices[k]])
-      for k, s in enumerate(scores.kept_samples[:, 0])])
-  figures.plot_displacement_distribution(
-      figures.displacements(model_pos),
-      figures.displacements(videos.positions[:kept, n_past:length]),
-      os.path.join(out_dir, "displacements"))
+      for k, s in zip(kept_index, scores.kept_samples[:, 0])]) if kept else np.zeros(
+          (0, n_future, digits, 2), np.int32)
+  wall["true_positions"] = videos.positions[kept_index, n_past:length]
+  return wall
+
+
+def _wall_hit_figures(wall: Dict[str, np.ndarray], out_dir: str, curves: Dict) -> Dict:
+  """SM-MNIST: the paper's Fig. 6 (the learned prior fed the true frames, against wall hits) and
+  the displacement distribution of the samples; returns metrics.json's wall-hit ratios."""
+  std, hits = wall["prior_std_given"], wall["wall_hits"]
+  curves.update(prior_std_given=std, wall_hits=hits)
+  figures.plot_prior_std(wall["shared_std"], os.path.join(out_dir, "prior_std"),
+                         wall_hits=hits[0, 1:], first_frame=2,
+                         title="learned prior fed 32 test videos sharing one trajectory")
+  if len(wall["model_positions"]):
+    figures.plot_displacement_distribution(
+        figures.displacements(wall["model_positions"]),
+        figures.displacements(wall["true_positions"]), os.path.join(out_dir, "displacements"))
   return wall_hit_ratios(std, hits)
 
 
@@ -417,6 +542,23 @@ def wall_hit_ratios(std: np.ndarray, wall_hits: np.ndarray) -> Dict:
                     "frames, averaged over z; after_wall_hit: steps t whose frame t-1 has a "
                     "digit hitting a wall (its new random velocity shows in frame t) against "
                     "all other steps; at_wall_hit: steps t whose frame t has the hit"}
+
+
+def rows_as_unsharded(fn, index: np.ndarray, total: int, batch_size: int) -> np.ndarray:
+  """fn(first, last) (the rows [first, last) of a set of `total`) over the batches an unsharded
+  run computes, [0, batch_size), [batch_size, 2 batch_size), ..., only those that hold rows of
+  `index` (ascending); returns index's rows.
+
+  CPU kernels (oneDNN, Eigen) round a row differently by its batch's size and its place in it,
+  so a shard reproduces the unsharded numbers bit for bit only in the unsharded batches.
+  """
+  out = []
+  for first in range(0, total, batch_size):
+    last = min(first + batch_size, total)
+    rows = index[(index >= first) & (index < last)]
+    if len(rows):
+      out.append(fn(first, last)[rows - first])
+  return np.concatenate(out)
 
 
 def prior_std_given(model: SVG, frames: np.ndarray, bn_mode: Optional[str] = None,
