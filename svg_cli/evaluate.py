@@ -59,7 +59,9 @@ flags.DEFINE_enum("generation_bn", None, ["moving", "batch"], "BatchNorm statist
 flags.DEFINE_integer("seed", 1, "Seed of the sampled latents: sample s of every video uses the "
                      "noise of (seed, s), as svg_tf.load(...).sample and the SavedModel do")
 flags.DEFINE_integer("chunk_size", 256, "(video, sample) rows per sampling call (bounds memory)")
-flags.DEFINE_integer("videos_per_batch", 8, "Test videos scored together")
+flags.DEFINE_integer("videos_per_batch", 1, "Test videos sampled and scored together (1: every "
+                     "call holds one video's samples, so --num_shards merges bit for bit; "
+                     "CPU kernels round a row by its batch)")
 flags.DEFINE_integer("num_figure_videos", 4, "Test videos drawn in the sample figures")
 flags.DEFINE_string("lpips_path", None, "Optional LPIPS SavedModel (see svg_tf/metrics.py)")
 flags.DEFINE_string("i3d_path", None, "Optional I3D SavedModel for FVD (see svg_tf/metrics.py)")

@@ -10,7 +10,10 @@ Sampling runs as one `tf.function` over chunks of (video, sample) rows in the ba
 through `SVG.sample_rows`. The latent noise of sample s depends only on (seed, s) (svg_tf's one
 noise scheme, `svg_tf.model.latent_noise`), and BatchNorm uses its moving statistics by default,
 so results do not depend on the chunk size, the batch composition or the number of replicas, and
-sample s of a video is what `svg_tf.load(...).sample` and the SavedModel give for that seed.
+sample s of a video is what `svg_tf.load(...).sample` and the SavedModel give for that seed, up
+to float rounding: CPU kernels round a row by its batch's size and its place in it (~1e-7 on a
+pixel). One video per call (the default) makes a video's calls the same in every run, which is
+what lets shards merge bit for bit (svg_tf/evaluation_shards.py).
 
 This module knows nothing of datasets: evaluate.py loads the test videos (`pipelines.inputs`) and
 passes them in.
@@ -37,7 +40,7 @@ class Sampler:
 
   Each chunk goes through `SVG.sample_rows` (split over the strategy's replicas), so sample s of a
   video is what `svg_tf.load(...).sample` and the SavedModel give for the same seed, whatever the
-  chunk size or the number of replicas (BatchNorm on its moving statistics).
+  chunk size or the number of replicas (BatchNorm on its moving statistics), up to float rounding.
   """
 
   def __init__(self, model: SVG, n_past: int, n_future: int, chunk_size: int = 256,
@@ -132,7 +135,7 @@ class Scores:
 
 
 def score(sampler: Sampler, frames: np.ndarray, num_samples: int, seed: int = 1,
-          videos_per_batch: int = 8, reference_ssim: bool = False, keep: int = 4,
+          videos_per_batch: int = 1, reference_ssim: bool = False, keep: int = 4,
           keep_samples: int = 3, lpips=None, i3d=None,
           actions: Optional[np.ndarray] = None, srvp_psnr: bool = False,
           fvd_distance: bool = True) -> Scores:
@@ -302,7 +305,7 @@ class Results:
 def compute_results(model: SVG, videos, n_past: int, n_future: int, checkpoint: str,
                     checkpoint_step: int, num_samples: int = 100, reference_ssim: bool = False,
                     bn_mode: Optional[str] = None, seed: int = 1, chunk_size: int = 256,
-                    videos_per_batch: int = 8, num_figure_videos: int = 4,
+                    videos_per_batch: int = 1, num_figure_videos: int = 4,
                     lpips_path: Optional[str] = None, i3d_path: Optional[str] = None,
                     digit_images: Optional[np.ndarray] = None, strategy=None, label: str = "",
                     srvp_psnr: bool = False, num_shards: int = 1, shard_index: int = 0) -> Results:
@@ -428,7 +431,7 @@ def write_outputs(results: Results, out_dir: str, extra_fields: Optional[Dict] =
 def evaluate(model: SVG, videos, out_dir: str, n_past: int, n_future: int, checkpoint: str,
              checkpoint_step: int, num_samples: int = 100, reference_ssim: bool = False,
              bn_mode: Optional[str] = None, seed: int = 1, chunk_size: int = 256,
-             videos_per_batch: int = 8, num_figure_videos: int = 4, lpips_path: Optional[str] = None,
+             videos_per_batch: int = 1, num_figure_videos: int = 4, lpips_path: Optional[str] = None,
              i3d_path: Optional[str] = None, digit_images: Optional[np.ndarray] = None,
              strategy=None, label: str = "", srvp_psnr: bool = False) -> Dict:
   """Scores `model` on a test set; writes metrics.json, per_video.csv, curves and figures.

@@ -1,6 +1,6 @@
 """Evaluation that scales out: 2 shard processes and a merge write what one unsharded run writes
-(bit for bit with --videos_per_batch=1; to float32 rounding with larger batches, whose kernels
-round a row by its batch); a merge refuses a missing, duplicated, mismatched or damaged shard with
+(bit for bit with the default --videos_per_batch=1; to float32 rounding with larger batches,
+whose kernels round a row by its batch); a merge refuses a missing, duplicated, mismatched or damaged shard with
 one line naming it."""
 
 import csv
@@ -23,9 +23,9 @@ from tests.test_evaluate import evaluate_run
 from tests.test_export import TINY, sensitised_model, write_run
 
 # 5 videos over 2 shards (3 and 2), 3 figure videos (2 in shard 0, 1 in shard 1); one video per
-# batch, so that every sampling and scoring call holds what it holds in the unsharded run.
-SETTINGS = dict(n_past=2, n_future=3, max_videos=5, num_samples=3, videos_per_batch=1,
-                num_figure_videos=3, seed=3)
+# batch (the default), so that every sampling and scoring call holds what it holds in the
+# unsharded run.
+SETTINGS = dict(n_past=2, n_future=3, max_videos=5, num_samples=3, num_figure_videos=3, seed=3)
 FLAGS = [f"--{k}={v}" for k, v in SETTINGS.items()]
 
 
