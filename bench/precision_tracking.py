@@ -12,6 +12,7 @@ compare it at a small width.
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -40,8 +41,12 @@ def losses_for(precision):
   trainer = Trainer(config)
   iterator = iter(trainer.distribute(inputs.train_input_fn(config)))
   out = {"loss": [], "mse": [], "kl": []}
-  for _ in range(FLAGS.steps):
+  started = time.perf_counter()
+  for step in range(FLAGS.steps):
     values = trainer.train_step(iterator)
+    if step % 5 == 4 or step == 0:
+      print(f"precision_tracking | {precision} | step {step + 1}/{FLAGS.steps} | loss "
+            f"{float(values['loss']):.5f} | {time.perf_counter() - started:.0f}s", flush=True)
     for k in out:
       out[k].append(float(values[k]))
     out.setdefault("applied", []).append(bool(values["applied"]))

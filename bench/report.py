@@ -121,11 +121,19 @@ def serve_memory() -> str:
 def precision_tracking() -> str:
   r = _r("precision_tracking_smmnist_b16")
   first, last = r["windows"][0], r["windows"][-1]
+  h = _r("precision_tracking_smmnist_float16_small")
+  f, l = h["windows"][0], h["windows"][-1]
   return (f"A short run's losses in mixed_bfloat16 track float32 from the same seed within "
           f"{100 * r['largest_relative_gap']:.2f}% over {r['steps']} steps\n"
           f"(`bench/precision_tracking.py`: window means {first['mixed_bfloat16']:.5f} vs "
           f"{first['float32']:.5f} at steps {first['steps']}, {last['mixed_bfloat16']:.5f} vs "
-          f"{last['float32']:.5f} at steps {last['steps']}).\n")
+          f"{last['float32']:.5f} at steps {last['steps']}). mixed_float16 (emulated on this CPU, "
+          f"so compared at width {h['base_filters']}, batch {h['batch']}) tracks float32 within "
+          f"{100 * h['largest_relative_gap_mixed_float16']:.2f}% over {h['steps']} steps "
+          f"(window means {f['mixed_float16']:.5f} vs {f['float32']:.5f} at steps {f['steps']}, "
+          f"{l['mixed_float16']:.5f} vs {l['float32']:.5f} at steps {l['steps']}; "
+          f"{h['skipped_mixed_float16']} steps skipped by the loss scale, which ended at "
+          f"{h['final_loss_scale_mixed_float16']:g}).\n")
 
 
 def own_videos() -> str:
