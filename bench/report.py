@@ -159,10 +159,107 @@ def own_videos() -> str:
       "frames |"]) + "\n"
 
 
+def _phase(case, prefix):
+  return next(p for p in case["phases"] if p["phase"].startswith(prefix))
+
+
+def memory() -> str:
+  cases = _r("memory")["cases"]
+  yard_peak = _r("memory")["yardstick_peak_mib"]
+  f32, bf16, lean = cases["train_float32"], cases["train_mixed_bfloat16"], cases["train_float32_lean"]
+  yard, sampler, train_py = cases["yardstick_train"], cases["sampler_float32"], cases["train_py_float32"]
+  rows = [("svg_tf training, float32", f32), ("svg_tf training, mixed_bfloat16", bf16),
+          ("svg_tf training, float32, the opt-in environment below", lean),
+          (f"PyTorch yardstick training (torch {yard['torch'].split('+')[0]}, {yard['threads']} "
+           "threads)", yard),
+          ("the same through `yardstick.sh`, unprobed", cases["yardstick_train_plain"]),
+          (f"`train.py` float32, {train_py['steps']} steps (data, summaries, a checkpoint, a "
+           "sample GIF)", train_py),
+          (f"evaluate's sampler, `--chunk_size={sampler['chunk_size']}` (default), "
+           f"{sampler['n_past']} -> {sampler['n_future']} frames", sampler)]
+  lines = ["| case | peak MiB | baseline MiB | peak / yardstick's |", "|---|---|---|---|"]
+  for label, c in rows:
+    peak = f"{c['peak_mib']:,.0f}"
+    if c.get("repeats", 1) > 1:
+      peak += f" ({min(c['peak_mib_runs']):,.0f}-{max(c['peak_mib_runs']):,.0f})"
+    base = "-" if c["baseline_mib"] is None else f"{c['baseline_mib']:,.0f}"
+    ratio = "-" if c is sampler else f"{c['peak_mib'] / yard_peak:.2f}x"
+    lines.append(f"| {label} | {peak} | {base} | {ratio} |")
+  imp, libs = _phase(f32, "import tensorflow"), _phase(f32, "import keras")
+  build, trace, last = _phase(f32, "build"), _phase(f32, "trace"), f32["phases"][-1]
+  step_tensors = max(_phase(f32, "step 1")["tensors_peak_mib"], last["tensors_peak_mib"])
+  growth = f32["peak_mib"] - trace["rss_end_mib"]
+  tensor_growth = step_tensors - trace["tensors_end_mib"]
+  bf16_tensors = max(_phase(bf16, "step 1")["tensors_peak_mib"], bf16["phases"][-1]["tensors_peak_mib"])
+  yimp, ybuild = _phase(yard, "import torch"), _phase(yard, "build")
+  digits = cases["smmnist_digits"]["digits"]
+  context = _r("memory_sampler_context")["cases"]["sampler_context"]
+  encode = _phase(context, "encode")
+  small = _r("memory_sampler_chunk64")["cases"]["sampler_float32"]
+  calls = [p for p in sampler["phases"] if p["phase"].startswith("call")]
+  small_calls = [p for p in small["phases"] if p["phase"].startswith("call")]
+  lines += [
+      "", f"Each case in a fresh process; peak RSS (VmHWM) of the whole process. Training: batch 16, "
+      f"{f32['steps']} steps (the yardstick's 3 warm-up + 10), the median of {f32['repeats']} runs "
+      "(their range in brackets). Baseline: RSS after the imports and building the model and its "
+      "optimizer (or sampler), before the first step. The sampler: "
+      f"{sampler['rows_per_call']} (video, sample) rows per call (evaluate's 8 videos x 100 "
+      "samples), two calls.", "",
+      f"Where svg_tf's training memory goes (float32, the median run): importing TensorFlow "
+      f"{imp['rss_end_mib']:,.0f} MiB (torch: {yimp['rss_end_mib']:,.0f}); Keras, TensorFlow "
+      f"Probability and svg_tf {libs['rss_end_mib'] - imp['rss_end_mib']:,.0f} more; building "
+      f"the Trainer {build['rss_end_mib'] - libs['rss_end_mib']:,.0f} ({build['tensors_end_mib']:,.0f}"
+      f" MiB of it tensors: the weights and Adam's two moments); tracing the step "
+      f"{trace['rss_end_mib'] - build['rss_end_mib']:,.0f}. The steps add {growth:,.0f} MiB: the "
+      f"tensors TensorFlow's allocator holds peak at {step_tensors:,.0f} MiB during a step, "
+      f"{tensor_growth:,.0f} more than between steps (the activations kept for the backward pass, "
+      f"and the gradients; {bf16_tensors:,.0f} MiB in all under mixed_bfloat16), and the other "
+      f"{growth - tensor_growth:,.0f} MiB is the pool they come from (oneDNN's BFC pool keeps what "
+      f"it has grown to: the RSS after the last step is {last['rss_end_mib']:,.0f} MiB, and glibc "
+      f"counts {f32['malloc']['mmapped_mib']:,.0f} MiB of mmapped blocks in use against "
+      f"{last['tensors_end_mib']:,.0f} MiB of live tensors), oneDNN's kernels and TensorFlow's "
+      f"executor. The yardstick needs {ybuild['rss_end_mib']:,.0f} MiB "
+      f"before its first step and grows {yard['peak_mib'] - ybuild['rss_end_mib']:,.0f} in its "
+      f"steps; after its last step glibc holds {yard['malloc']['free_in_heap_mib']:,.0f} MiB that "
+      f"torch freed (`malloc_trim` gives back {yard['malloc']['trim_returned_mib']:,.0f}).", "",
+      f"`train.py` peaks {train_py['peak_mib'] - f32['peak_mib']:,.0f} MiB above the Trainer "
+      "alone; the MNIST digits its SM-MNIST generator draws from are kept as float32 [N, 32, 32]: "
+      f"{digits['train']['mib']:,.0f} MiB for the training split and {digits['test']['mib']:,.0f} "
+      f"for the test split ({digits['train']['as_uint8_mib']:,.0f} and "
+      f"{digits['test']['as_uint8_mib']:,.0f} as uint8, the PIL resize's own output). The "
+      f"sampler's tensors peak at {max(p['tensors_peak_mib'] for p in calls):,.0f} MiB per chunk "
+      f"of {sampler['chunk_size']} rows: encoding a chunk's context, {context['images_encoded']:,} "
+      f"frames at once, alone takes the process from {context['baseline_mib']:,.0f} to "
+      f"{encode['peak_mib']:,.0f} MiB and keeps {context['skips_mib']:,.0f} MiB of skip features "
+      "(of every context frame; the default skip rule uses the last one's); each call's frames, "
+      f"{sampler['output_mib']:,.0f} MiB, are also held twice while the chunks are concatenated. "
+      f"`--chunk_size={small['chunk_size']}` peaks at {small['peak_mib']:,.0f} MiB "
+      f"(`bench/results/memory_sampler_chunk64.json`; {sum(p['seconds'] for p in small_calls):,.0f}"
+      f" s for the two calls against {sum(p['seconds'] for p in calls):,.0f} s at "
+      f"{sampler['chunk_size']}, on a machine shared with other jobs)."]
+  knobs = _r("memory_knobs")
+  lines += ["", f"Environment settings (`bench/memory.py --knobs`: float32 training, "
+            f"{knobs['steps']} steps, one run each; \"same losses\": every step's loss equals the "
+            "default run's):", "", "| environment | peak MiB | vs default | same losses |",
+            "|---|---|---|---|"]
+  for r in knobs["runs"]:
+    env = " ".join(f"`{k}={os.path.basename(v)}`" for k, v in r["env"].items()) or "default"
+    lines.append(f"| {env} | {r['peak_mib']:,.0f} | {r['peak_vs_default']:.2f}x | "
+                 f"{'yes' if r['same_losses_as_default'] else 'no'} |")
+  lines += ["", f"The opt-in environment (the third row of the first table: "
+            + " ".join(f"`{k}={v}`" for k, v in lean["env"].items())
+            + f") peaks at {lean['peak_mib']:,.0f} MiB, {lean['peak_mib'] / yard_peak:.2f}x the "
+            f"yardstick's, and its RSS between steps falls to {lean['phases'][-1]['rss_end_mib']:,.0f}"
+            f" MiB; its median step in these runs took {lean['step_s_median_after_first']:.2f} s "
+            f"against {f32['step_s_median_after_first']:.2f} s (the machine was shared with other "
+            "jobs: indicative only)."]
+  return "\n".join(lines) + "\n"
+
+
 BLOCKS: Dict[str, Callable[[], str]] = {
     "two_commands": two_commands, "train_speed": train_speed, "sample_speed": sample_speed,
     "input_speed": input_speed, "serve_speed": serve_speed, "serve_memory": serve_memory,
-    "precision_tracking": precision_tracking, "own_videos": own_videos,
+    "precision_tracking": precision_tracking, "own_videos": own_videos, "memory": memory,
 }
 
 
