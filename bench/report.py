@@ -132,8 +132,9 @@ def precision_tracking() -> str:
           f"{100 * h['largest_relative_gap_mixed_float16']:.2f}% over {h['steps']} steps "
           f"(window means {f['mixed_float16']:.5f} vs {f['float32']:.5f} at steps {f['steps']}, "
           f"{l['mixed_float16']:.5f} vs {l['float32']:.5f} at steps {l['steps']}; "
-          f"{h['skipped_mixed_float16']} steps skipped by the loss scale, which ended at "
-          f"{h['final_loss_scale_mixed_float16']:g}).\n")
+          f"{h['skipped_mixed_float16']} step{'' if h['skipped_mixed_float16'] == 1 else 's'} "
+          f"skipped by the loss scale, which ended at {h['final_loss_scale_mixed_float16']:g}: a "
+          "skipped step leaves float16 an update behind while the loss falls fast).\n")
 
 
 def own_videos() -> str:
@@ -203,8 +204,9 @@ def memory() -> str:
       f"{f32['steps']} steps (the yardstick's 3 warm-up + 10), the median of {f32['repeats']} runs "
       "(their range in brackets). Baseline: RSS after the imports and building the model and its "
       "optimizer (or sampler), before the first step. The sampler: "
-      f"{sampler['rows_per_call']} (video, sample) rows per call (evaluate's 8 videos x 100 "
-      "samples), two calls.", "",
+      f"{sampler['rows_per_call']} (video, sample) rows per call (8 videos x 100 samples, in "
+      f"chunks of {sampler['chunk_size']}), two calls; evaluate.py now samples one video per call "
+      "by default (100 rows, one chunk), so its sampling peak stays below this.", "",
       f"Where svg_tf's training memory goes (float32, the median run): importing TensorFlow "
       f"{imp['rss_end_mib']:,.0f} MiB (torch: {yimp['rss_end_mib']:,.0f}); Keras, TensorFlow "
       f"Probability and svg_tf {libs['rss_end_mib'] - imp['rss_end_mib']:,.0f} more; building "
