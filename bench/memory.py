@@ -60,6 +60,7 @@ import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import importlib
 import io
 import json
 import os
@@ -232,8 +233,9 @@ def _malloc_report():
   return out
 
 
-def child_train(args):
-  """svg_tf.trainer.Trainer, then args.steps training steps; the result dict."""
+def _tensorflow_child(*svg_modules):
+  """The first phases of a TensorFlow child: start-up, `import tensorflow`, then Keras, tfp and
+  the named svg_tf modules as one phase. Returns (phases, numpy, tensorflow, the modules)."""
   phases = Phases()
   phases.mark("python start-up")
   import numpy as np
@@ -243,9 +245,15 @@ def child_train(args):
   sys.path.insert(0, ROOT)
   import keras  # noqa: F401
   import tensorflow_probability  # noqa: F401
-  from svg_tf import config as config_lib
-  from svg_tf.trainer import Trainer
+  modules = [importlib.import_module(name) for name in svg_modules]
   phases.mark("import keras, tfp, svg_tf")
+  return phases, np, tf, modules
+
+
+def child_train(args):
+  """svg_tf.trainer.Trainer, then args.steps training steps; the result dict."""
+  phases, np, tf, (config_lib, trainer_lib) = _tensorflow_child("svg_tf.config", "svg_tf.trainer")
+  Trainer = trainer_lib.Trainer  # pylint: disable=invalid-name
   config = config_lib.preset("smmnist", batch_size=args.batch, precision=args.precision,
                              torch_lstm_bias=True)
   trainer = Trainer(config)
@@ -318,19 +326,10 @@ def child_torch_train(args):
 
 def child_sampler(args):
   """evaluate.py's Sampler on the full SM-MNIST model: two calls of 8 videos x 100 samples."""
-  phases = Phases()
-  phases.mark("python start-up")
-  import numpy as np
-  import tensorflow as tf
-  phases.tf = tf
-  phases.mark("import tensorflow")
-  sys.path.insert(0, ROOT)
-  import keras
-  import tensorflow_probability  # noqa: F401
-  from svg_tf import config as config_lib
-  from svg_tf.evaluation import Sampler
-  from svg_tf.model import SVG
-  phases.mark("import keras, tfp, svg_tf")
+  phases, np, tf, (config_lib, evaluation, model_lib) = _tensorflow_child(
+      "svg_tf.config", "svg_tf.evaluation", "svg_tf.model")
+  import keras  # loaded above
+  Sampler, SVG = evaluation.Sampler, model_lib.SVG  # pylint: disable=invalid-name
   config = config_lib.preset("smmnist")
   keras.mixed_precision.set_global_policy(config.precision)
   model = SVG(config)
@@ -357,18 +356,10 @@ def child_sampler(args):
 
 def child_sampler_context(args):
   """The first thing a sampler chunk does: encode its rows' n_past context frames, all at once."""
-  phases = Phases()
-  phases.mark("python start-up")
-  import numpy as np
-  import tensorflow as tf
-  phases.tf = tf
-  phases.mark("import tensorflow")
-  sys.path.insert(0, ROOT)
-  import keras
-  from svg_tf import config as config_lib
-  from svg_tf import frame_nets
-  from svg_tf.model import SVG
-  phases.mark("import keras, tfp, svg_tf")
+  phases, np, tf, (config_lib, frame_nets, model_lib) = _tensorflow_child(
+      "svg_tf.config", "svg_tf.frame_nets", "svg_tf.model")
+  import keras  # loaded above
+  SVG = model_lib.SVG  # pylint: disable=invalid-name
   config = config_lib.preset("smmnist")
   keras.mixed_precision.set_global_policy(config.precision)
   model = SVG(config)
