@@ -13,6 +13,10 @@ import tensorflow as tf
 from pipelines import bair, inputs, tfrecord
 from pipelines.fixtures import bair as fixture
 from svg_tf import config as config_lib
+from tests.tfrecord_damage import cut_at_boundary as _cut_at_boundary
+from tests.tfrecord_damage import read_records as _records
+from tests.tfrecord_damage import truncate_in_record as _truncate
+from tests.tfrecord_damage import write_records as _write_records
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES, PER_FILE = 3, 5  # 3 files sort as traj_0_to_4, traj_10_to_14, traj_5_to_9: not numeric
@@ -368,29 +372,6 @@ def test_check_files_and_summary_report_every_bad_record(tmp_path, capsys):
 
 BAIR_CONFIG = config_lib.preset('bair', batch_size=2, n_future=3)  # 5-frame windows
 
-
-def _records(path):
-  return [r.numpy() for r in tf.data.TFRecordDataset(path)]
-
-
-def _rewrite(path, records):
-  with tf.io.TFRecordWriter(path) as writer:
-    for record in records:
-      writer.write(record)
-
-
-def _truncate(path, index):
-  """Cuts the file 7 bytes into record `index`: it and every record after it are unreadable."""
-  size = sum(len(r) + 16 for r in _records(path)[:index + 1])  # 16 bytes of framing per record
-  with open(path, 'r+b') as f:
-    f.truncate(size - 7)
-
-
-def _cut_at_boundary(path, index):
-  """Drops records `index`.. cleanly: the file reads without any error, but is short."""
-  _rewrite(path, _records(path)[:index])
-
-
 SHORT_FILES = {'truncated': _truncate, 'cut_at_boundary': _cut_at_boundary}
 
 
@@ -449,7 +430,7 @@ def test_file_longer_than_its_name_is_read_whole_and_warned_about(tmp_path, caps
   assert 'BAIR test: 1 files, 3 records, 0 bad' in out
   assert 'bad:' not in out and 'warning' not in out
   records = _records(path)
-  _rewrite(path, records + records[:1])
+  _write_records(path, records + records[:1])
   assert [r['index'] for r in bair.record_dataset([path]).as_numpy_iterator()] == [0, 1, 2, 3]
   assert bair.print_summary(str(tmp_path), 'test') == 0
   assert (f'warning: {path}: holds 4 records, 1 more than the 3 its name says'
@@ -461,7 +442,7 @@ def test_cli_check_names_short_files_and_exits_1(tmp_path):
   paths = fixture.write_bair_tfrecords(root, 'test', 3, 3, seed=SEED)
   _truncate(paths[0], 1)
   _cut_at_boundary(paths[1], 2)
-  _rewrite(paths[2], _records(paths[2]) * 2)
+  _write_records(paths[2], _records(paths[2]) * 2)
   run = _cli(f'--data_dir={root}', '--split=test')
   assert run.returncode == 1, run.stderr[-3000:]
   assert 'BAIR test: 3 files, 9 records, 2 bad' in run.stdout

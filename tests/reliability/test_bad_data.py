@@ -16,28 +16,10 @@ from pipelines import inputs, smmnist, tfrecord
 from pipelines.fixtures import bair as bair_fixture
 from svg_tf import config as config_lib
 from tests.reliability.helpers import TINY, run_train
-
-
-def _records(shard):
-  return [r.numpy() for r in tf.data.TFRecordDataset(shard)]
-
-
-def _write(shard, records):
-  with tf.io.TFRecordWriter(shard) as writer:
-    for r in records:
-      writer.write(r)
-
-
-def _truncate(shard, index):
-  """Cuts the file 7 bytes into record `index` (the last one): unreadable from there on."""
-  size = sum(len(r) + 16 for r in _records(shard)[:index + 1])  # 16 bytes of framing per record
-  with open(shard, "rb+") as f:
-    f.truncate(size - 7)
-
-
-def _cut_at_boundary(shard, index):
-  """Drops records `index`.. cleanly: the file reads without any error, but is short."""
-  _write(shard, _records(shard)[:index])
+from tests.tfrecord_damage import cut_at_boundary as _cut_at_boundary
+from tests.tfrecord_damage import read_records as _records
+from tests.tfrecord_damage import truncate_in_record as _truncate
+from tests.tfrecord_damage import write_records as _write_records
 
 
 def _edit(shard, index, edit):
@@ -45,7 +27,7 @@ def _edit(shard, index, edit):
   example = tf.train.Example.FromString(records[index])
   edit(example.features.feature)
   records[index] = example.SerializeToString()
-  _write(shard, records)
+  _write_records(shard, records)
 
 
 def _wrong_shape(shard, index):
