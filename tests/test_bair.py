@@ -372,6 +372,7 @@ def test_check_files_and_summary_report_every_bad_record(tmp_path, capsys):
 
 BAIR_CONFIG = config_lib.preset('bair', batch_size=2, n_future=3)  # 5-frame windows
 
+
 SHORT_FILES = {'truncated': _truncate, 'cut_at_boundary': _cut_at_boundary}
 
 
