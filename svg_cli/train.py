@@ -179,7 +179,7 @@ def main(argv):
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
   from pipelines import inputs
-  from svg_tf import checkpoints, run_dir, strategies, train_loop
+  from svg_tf import checkpoints, run_dir, strategies, train_loop, trainer
   from svg_tf.model import SVG
   # pylint: enable=g-import-not-at-top
 
@@ -204,13 +204,10 @@ def main(argv):
   except ValueError as err:  # bad TF_CONFIG or flag combination: one line, no traceback
     raise UserError(str(err)) from None
   replicas = strategy.num_replicas_in_sync
-  if config.batch_size % replicas:  # checked before anything is written in --model_dir
-    raise UserError(f"--batch_size={config.batch_size}: must be divisible by the {replicas} "
-                    "replicas (--cpu_replicas, GPUs, workers) that share each batch")
-  if config.batch_size // replicas % config.grad_accum_steps:
-    raise UserError(f"--grad_accum_steps={config.grad_accum_steps}: must divide each replica's "
-                    f"batch of {config.batch_size // replicas} (--batch_size={config.batch_size} "
-                    f"over {replicas} replicas)")
+  try:  # checked before anything is written in --model_dir
+    trainer.check_batch_split(config, replicas)
+  except ValueError as err:
+    raise UserError(str(err)) from None
   try:  # a config.json of another run (or a corrupt one), before the data is read
     run_dir.write_or_check_config(config, model_dir, write=False)
   except (ValueError, run_dir.RunDirError) as err:

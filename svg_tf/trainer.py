@@ -68,6 +68,18 @@ def replica_device_type(strategy: tf.distribute.Strategy) -> str:
   return "CPU" if types == {"CPU"} else sorted(types - {"CPU"})[0]
 
 
+def check_batch_split(config: SVGConfig, replicas: int):
+  """ValueError naming the flag unless the global batch splits evenly over `replicas` and each
+  replica's share into config.grad_accum_steps micro-batches."""
+  if config.batch_size % replicas:
+    raise ValueError(f"--batch_size={config.batch_size}: must be divisible by the {replicas} "
+                     "replicas (--cpu_replicas, GPUs, workers) that share each batch")
+  if config.batch_size // replicas % config.grad_accum_steps:
+    raise ValueError(f"--grad_accum_steps={config.grad_accum_steps}: must divide each replica's "
+                     f"batch of {config.batch_size // replicas} (--batch_size={config.batch_size} "
+                     f"over {replicas} replicas)")
+
+
 class Trainer:
   """The SVG model, its Adam optimiser and one distributed training step.
 
@@ -85,12 +97,7 @@ class Trainer:
     self.config = config
     self.strategy = strategy or tf.distribute.get_strategy()
     replicas = self.strategy.num_replicas_in_sync
-    if config.batch_size % replicas:
-      raise ValueError(f"--batch_size={config.batch_size}: must be divisible by the "
-                       f"{replicas} replicas")
-    if config.batch_size // replicas % config.grad_accum_steps:
-      raise ValueError(f"--grad_accum_steps={config.grad_accum_steps}: must divide each "
-                       f"replica's batch of {config.batch_size // replicas}")
+    check_batch_split(config, replicas)
     self.local_replicas = strategies.local_replicas(self.strategy)
     self.num_workers = replicas // self.local_replicas
     self.loss_scaled = config.precision == "mixed_float16"
