@@ -10,7 +10,7 @@ Initialisation is the reference's (`utils.init_weights`): conv and dense kernels
 zero bias, BatchNorm gamma N(1, 0.02) and beta 0.
 """
 
-from typing import List, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -249,16 +249,54 @@ def _conv_only(layer, x, kernel, kernels=CPU_KERNELS):
   return conv_with_matmul_filter_grad(x, kernel)
 
 
-def apply_conv(layer, x, kernels=CPU_KERNELS):
-  """layer(x) for (time, batch, h, w, c) x, through `_conv_only` (builds the layer if needed)."""
+class ConvWeights(NamedTuple):
+  """A convolution's kernel and bias in its compute dtype; for a convolution that also takes skip
+  features, `parts` is the kernel split into its part on x and its part on the skip."""
+  kernel: tf.Tensor
+  bias: tf.Tensor
+  parts: Optional[Tuple[tf.Tensor, tf.Tensor]] = None
+
+
+def _split(layer, kernel, cx: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  if isinstance(layer, keras.layers.Conv2DTranspose):  # kernel (kh, kw, filters, in)
+    return kernel[..., :cx], kernel[..., cx:]
+  return kernel[:, :, :cx, :], kernel[:, :, cx:, :]  # kernel (kh, kw, in, filters)
+
+
+def conv_weights(layer, in_channels: int, x_channels: Optional[int] = None,
+                 kernel=None, bias=None) -> ConvWeights:
+  """`layer`'s weights (or `kernel` and `bias` given in its layout) as ConvWeights, split at
+  x_channels when the other inputs are skip features; builds the layer for in_channels inputs."""
   if not layer.built:
-    layer.build((None, x.shape[2], x.shape[3], x.shape[-1]))
-  x = tf.cast(x, layer.compute_dtype)  # bfloat16 under mixed precision
-  y = _conv_only(layer, fold_time(x), tf.cast(layer.kernel, x.dtype), kernels)
-  return unfold_time(y + tf.cast(layer.bias, x.dtype), x)
+    layer.build((None, None, None, in_channels))
+  dtype = layer.compute_dtype  # bfloat16 under mixed precision
+  kernel = tf.cast(layer.kernel if kernel is None else kernel, dtype)
+  bias = tf.cast(layer.bias if bias is None else bias, dtype)
+  parts = None if x_channels is None else _split(layer, kernel, x_channels)
+  return ConvWeights(kernel, bias, parts)
 
 
-def skip_conv(layer, x, skip, skip_index, kernels=CPU_KERNELS):
+def apply_conv(layer, x, kernels=CPU_KERNELS, weights: Optional[ConvWeights] = None):
+  """layer(x) for (time, batch, h, w, c) x, through `_conv_only` (builds the layer if needed)."""
+  weights = weights or conv_weights(layer, x.shape[-1])
+  x = tf.cast(x, weights.kernel.dtype)
+  y = _conv_only(layer, fold_time(x), weights.kernel, kernels)
+  return unfold_time(y + weights.bias, x)
+
+
+def skip_term(layer, skip, cx: int, kernels=CPU_KERNELS, weights: Optional[ConvWeights] = None):
+  """The part of `skip_conv`'s output that comes from the skip features: (sources, batch, h', w',
+  filters), no bias. Sampling computes it once per video, before its time loop: unless the skip
+  rule is previous_frame, the skip frame is the same at every generated step, so only the part on
+  x is computed per step."""
+  weights = weights or conv_weights(layer, cx + skip.shape[-1], cx)
+  _, k_skip = weights.parts
+  skip = tf.cast(skip, k_skip.dtype)
+  return unfold_time(_conv_only(layer, fold_time(skip), k_skip, kernels), skip)
+
+
+def skip_conv(layer, x, skip, skip_index, kernels=CPU_KERNELS, term=None,
+              weights: Optional[ConvWeights] = None):
   """layer(concat([x_t, skip[skip_index[t]]], channels)) for every time step t, computed once per
   distinct skip.
 
@@ -269,49 +307,88 @@ def skip_conv(layer, x, skip, skip_index, kernels=CPU_KERNELS):
   Args:
     layer: a Conv2D or Conv2DTranspose whose kernel spans x's and skip's channels (built here).
     x: (time, batch, h, w, cx); skip: (sources, batch, h, w, cs); skip_index: `time` ints.
+    term: `skip_term(layer, skip, cx)` computed beforehand (then `skip` is not used).
+    weights: the layer's weights split at cx (default: its own).
   Returns:
     (time, batch, h', w', filters), bias included, before any normalisation or activation.
   """
   cx = x.shape[-1]
-  if not layer.built:
-    layer.build((None, x.shape[2], x.shape[3], cx + skip.shape[-1]))
-  x = tf.cast(x, layer.compute_dtype)
-  kernel = tf.cast(layer.kernel, x.dtype)
-  if isinstance(layer, keras.layers.Conv2DTranspose):  # kernel (kh, kw, filters, in)
-    k_x, k_skip = kernel[..., :cx], kernel[..., cx:]
-  else:  # kernel (kh, kw, in, filters)
-    k_x, k_skip = kernel[:, :, :cx, :], kernel[:, :, cx:, :]
-  y = unfold_time(_conv_only(layer, fold_time(x), k_x, kernels), x)
-  y_skip = unfold_time(_conv_only(layer, fold_time(tf.cast(skip, x.dtype)), k_skip, kernels), skip)
-  return y + tf.gather(y_skip, skip_index) + tf.cast(layer.bias, x.dtype)
+  weights = weights or conv_weights(layer, cx + skip.shape[-1], cx)
+  x = tf.cast(x, weights.kernel.dtype)
+  if term is None:
+    term = skip_term(layer, skip, cx, kernels, weights)
+  y = unfold_time(_conv_only(layer, fold_time(x), weights.parts[0], kernels), x)
+  return y + tf.gather(term, skip_index) + weights.bias
 
 
 class ConvBlock(keras.layers.Layer):
   """Conv (or transposed conv) -> per-time-step BatchNorm -> activation, on (time, batch, ...).
 
-  With `skip`, the conv's input is [x, skip] concatenated per step (see `skip_conv`).
+  With `skip`, the conv's input is [x, skip] concatenated per step (see `skip_conv`), x having
+  `x_channels` channels. Within `folded_batch_norm`, a call on moving statistics runs the conv
+  with the BatchNorm folded into its weights (`fold`).
   """
 
   kernels = CPU_KERNELS
+  folded = None  # ConvWeights, set by folded_batch_norm
 
   def __init__(self, filters, kernel, stride, padding, activation="leaky_relu", transpose=False,
-               bn=None, **kwargs):
+               bn=None, x_channels=None, **kwargs):
     super().__init__(**kwargs)
     conv_cls = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
     self.conv = conv_cls(filters, kernel, stride, padding, kernel_initializer=conv_init(),
                          dtype=self.dtype_policy, name="conv")
     self.norm = TimeBatchNorm(**(bn or {}), dtype=self.dtype_policy, name="bn")
     self.activation = activation
+    self.x_channels = x_channels
 
-  def call(self, x, bn_mode=BN_TRAIN, skip=None, skip_index=None):
+  def fold(self) -> ConvWeights:
+    """The conv's weights with the BatchNorm on its moving statistics folded in: gamma (conv(x) +
+    b - mean) / sqrt(var + eps) + beta is conv(x) with the kernel's output channels scaled by
+    gamma / sqrt(var + eps) and the bias mapped the same way. Computed in float32, then cast to
+    the compute dtype; equal to the unfolded block up to rounding."""
+    norm = self.norm
+    scale = norm.gamma * tf.math.rsqrt(norm.moving_variance + norm.epsilon)
+    transpose = isinstance(self.conv, keras.layers.Conv2DTranspose)
+    kernel = self.conv.kernel * (scale[:, None] if transpose else scale)  # output-channel axis
+    bias = self.conv.bias * scale + (norm.beta - norm.moving_mean * scale)
+    return conv_weights(self.conv, None, self.x_channels, kernel, bias)
+
+  def call(self, x, bn_mode=BN_TRAIN, skip=None, skip_index=None, skip_term=None):
+    weights = self.folded if bn_mode == BN_MOVING else None
     if skip is None:
-      y = apply_conv(self.conv, x, self.kernels)
+      y = apply_conv(self.conv, x, self.kernels, weights)
     else:
-      y = skip_conv(self.conv, x, skip, skip_index, self.kernels)
-    y = self.norm(y, bn_mode=bn_mode)
+      y = skip_conv(self.conv, x, skip, skip_index, self.kernels, skip_term, weights)
+    if weights is None:
+      y = self.norm(y, bn_mode=bn_mode)
     if self.activation == "leaky_relu":
       return tf.nn.leaky_relu(y, alpha=0.2)
     return tf.tanh(y)
+
+
+class folded_batch_norm:  # pylint: disable=invalid-name
+  """Within the `with`, the conv blocks under `roots` run with their BatchNorm on moving
+  statistics folded into their weights (`ConvBlock.fold`), computed once on entering.
+
+  Sampling enters it before its time loop: each generated step then runs one convolution and bias
+  per block, with no normalisation, casts or kernel slicing (which a loop repeats every step).
+  Calls with batch statistics are unaffected.
+  """
+
+  def __init__(self, *roots: keras.layers.Layer):
+    self.blocks = [layer for root in roots
+                   for layer in root._flatten_layers(include_self=True)  # pylint: disable=protected-access
+                   if isinstance(layer, ConvBlock)]
+
+  def __enter__(self):
+    for block in self.blocks:
+      block.folded = block.fold()
+    return self
+
+  def __exit__(self, *exc):
+    for block in self.blocks:
+      block.folded = None
 
 
 def _map_frames(fn, x):
@@ -411,15 +488,17 @@ class FrameDecoder(keras.Model):
       widths = ([8 * nf] if image_size == 128 else []) + [4 * nf, 2 * nf, nf]
       for i, w in enumerate(widths):
         stages.append([ConvBlock(w, 4, 2, "same", transpose=True, bn=bn, dtype=d,
-                                 name=f"upc{i + 2}")])
+                                 x_channels=([8 * nf] + widths)[i], name=f"upc{i + 2}")])
       self.last = keras.layers.Conv2DTranspose(channels, 4, 2, "same", kernel_initializer=conv_init(),
                                                dtype=d, name=f"upc{len(widths) + 2}")
     elif arch == "vgg":
       plan = [[8 * nf, 8 * nf, 4 * nf], [4 * nf, 4 * nf, 2 * nf], [2 * nf, nf], [nf]]
       if image_size == 128:
         plan = [[8 * nf] * 3, [8 * nf, 8 * nf, 4 * nf], [4 * nf, 4 * nf, 2 * nf], [2 * nf, nf], [nf]]
+      inputs = [8 * nf] + [stage[-1] for stage in plan]  # each stage's first conv: x's channels
       for i, stage in enumerate(plan):
-        stages.append([ConvBlock(w, 3, 1, "same", bn=bn, dtype=d, name=f"upc{i + 2}_{j}")
+        stages.append([ConvBlock(w, 3, 1, "same", bn=bn, dtype=d, name=f"upc{i + 2}_{j}",
+                                 x_channels=None if j else inputs[i])
                        for j, w in enumerate(stage)])
       self.last = keras.layers.Conv2DTranspose(channels, 3, 1, "same", kernel_initializer=conv_init(),
                                                dtype=d, name=f"upc{len(plan) + 1}_out")
@@ -432,19 +511,40 @@ class FrameDecoder(keras.Model):
     """The blocks after the head, stage by stage, deepest first."""
     return [[getattr(self, n) for n in names] for names in self._stage_names]
 
-  def call(self, g, skips: Sequence[tf.Tensor], skip_index: Sequence[int], bn_mode=BN_TRAIN):
+  def _skip_convs(self, bn_mode):
+    """The convolutions that take skip features, deepest first: (conv, its input channels from
+    the decoder's own path (the rest are the skip's), its kernels, its weights or None for the
+    layer's own)."""
+    convs = [(stage[0].conv, stage[0].x_channels, stage[0].kernels,
+              stage[0].folded if bn_mode == BN_MOVING else None) for stage in self.stages]
+    if self.arch == "dcgan":
+      convs.append((self.last, self.stages[-1][-1].conv.filters, self.kernels, None))
+    return convs
+
+  def skip_terms(self, skips: Sequence[tf.Tensor], bn_mode=BN_TRAIN) -> List[tf.Tensor]:
+    """The skip features' part of every skip convolution (`frame_nets.skip_term`), deepest first:
+    computed once, they serve every step that uses the same skip features (`call`'s skip_terms
+    with the same bn_mode, since a folded BatchNorm scales them)."""
+    return [skip_term(conv, skip, cx, kernels, weights)
+            for (conv, cx, kernels, weights), skip in zip(self._skip_convs(bn_mode),
+                                                          list(skips)[::-1])]
+
+  def call(self, g, skips: Sequence[tf.Tensor], skip_index: Sequence[int], bn_mode=BN_TRAIN,
+           skip_terms=None):
     """g (time, batch, g_dim); skips: encoder features of the skip source frames, each
-    (sources, batch, h, w, c); skip_index[t]: the source used at step t. -> (time, batch, H, W, C)."""
+    (sources, batch, h, w, c); skip_index[t]: the source used at step t; skip_terms: `skip_terms
+    (skips)` when computed beforehand. -> (time, batch, H, W, C)."""
     h = self.head(g[:, :, None, None, :], bn_mode=bn_mode)  # (time, batch, 4, 4, 8nf)
     deep_first = list(skips)[::-1]
-    for stage, skip in zip(self.stages, deep_first):
+    terms = list(skip_terms) if skip_terms is not None else [None] * len(deep_first)
+    for stage, skip, term in zip(self.stages, deep_first, terms):
       if self.arch == "vgg":
         h = _upsample(h)
-      h = stage[0](h, bn_mode=bn_mode, skip=skip, skip_index=skip_index)
+      h = stage[0](h, bn_mode=bn_mode, skip=skip, skip_index=skip_index, skip_term=term)
       for block in stage[1:]:
         h = block(h, bn_mode=bn_mode)
     if self.arch == "dcgan":  # the last upconv also takes the shallowest skip
-      out = skip_conv(self.last, h, deep_first[-1], skip_index, self.kernels)
+      out = skip_conv(self.last, h, deep_first[-1], skip_index, self.kernels, terms[-1])
     else:
       out = apply_conv(self.last, h, self.kernels)
     return tf.sigmoid(tf.cast(out, tf.float32))
