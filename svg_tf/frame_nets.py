@@ -293,9 +293,9 @@ def conv_weights(layer, in_channels: int, x_channels: Optional[int] = None,
   return ConvWeights(kernel, bias, parts)
 
 
-def apply_conv(layer, x, kernels=CPU_KERNELS, weights: Optional[ConvWeights] = None):
+def apply_conv(layer, x, kernels=CPU_KERNELS):
   """layer(x) for (time, batch, h, w, c) x, through `_conv_only` (builds the layer if needed)."""
-  weights = weights or conv_weights(layer, x.shape[-1])
+  weights = conv_weights(layer, x.shape[-1])
   x = tf.cast(x, weights.kernel.dtype)
   y = _conv_only(layer, fold_time(x), weights.kernel, kernels)
   return unfold_time(y + weights.bias, x)
@@ -312,8 +312,7 @@ def skip_term(layer, skip, cx: int, kernels=CPU_KERNELS, weights: Optional[ConvW
   return unfold_time(_conv_only(layer, fold_time(skip), k_skip, kernels), skip)
 
 
-def skip_conv(layer, x, skip, skip_index, kernels=CPU_KERNELS, term=None,
-              weights: Optional[ConvWeights] = None):
+def skip_conv(layer, x, skip, skip_index, kernels=CPU_KERNELS, term=None):
   """layer(concat([x_t, skip[skip_index[t]]], channels)) for every time step t, computed once per
   distinct skip.
 
@@ -325,12 +324,11 @@ def skip_conv(layer, x, skip, skip_index, kernels=CPU_KERNELS, term=None,
     layer: a Conv2D or Conv2DTranspose whose kernel spans x's and skip's channels (built here).
     x: (time, batch, h, w, cx); skip: (sources, batch, h, w, cs); skip_index: `time` ints.
     term: `skip_term(layer, skip, cx)` computed beforehand (then `skip` is not used).
-    weights: the layer's weights split at cx (default: its own).
   Returns:
     (time, batch, h', w', filters), bias included, before any normalisation or activation.
   """
   cx = x.shape[-1]
-  weights = weights or conv_weights(layer, cx + skip.shape[-1], cx)
+  weights = conv_weights(layer, cx + skip.shape[-1], cx)
   x = tf.cast(x, weights.kernel.dtype)
   if term is None:
     term = skip_term(layer, skip, cx, kernels, weights)
@@ -371,17 +369,34 @@ class ConvBlock(keras.layers.Layer):
     bias = self.conv.bias * scale + (norm.beta - norm.moving_mean * scale)
     return conv_weights(self.conv, None, self.x_channels, kernel, bias)
 
-  def call(self, x, bn_mode=BN_TRAIN, skip=None, skip_index=None, skip_term=None):
-    weights = self.folded if bn_mode == BN_MOVING else None
+  def call(self, x, bn_mode=BN_TRAIN, skip=None, skip_index=None, term=None):
+    """x (time, batch, h, w, c); skip, skip_index, term: as `skip_conv`'s."""
+    if bn_mode == BN_MOVING and self.folded is not None:
+      return self._folded_call(x, skip, skip_index, term)
     if skip is None:
-      y = apply_conv(self.conv, x, self.kernels, weights)
+      y = apply_conv(self.conv, x, self.kernels)
     else:
-      y = skip_conv(self.conv, x, skip, skip_index, self.kernels, skip_term, weights)
-    if weights is None:
-      y = self.norm(y, bn_mode=bn_mode)
-    if self.activation == "leaky_relu":
-      return tf.nn.leaky_relu(y, alpha=0.2)
-    return tf.tanh(y)
+      y = skip_conv(self.conv, x, skip, skip_index, self.kernels, term)
+    return self._activate(self.norm(y, bn_mode=bn_mode))
+
+  def _activate(self, y):
+    return tf.nn.leaky_relu(y, alpha=0.2) if self.activation == "leaky_relu" else tf.tanh(y)
+
+  def _folded_call(self, x, skip, skip_index, term):
+    """The block with its folded weights: conv, bias (and skip part), activation, all on the
+    frames folded into the batch, the pattern TensorFlow's graph optimizer fuses into one oneDNN
+    convolution (in bfloat16, 1.3-1.9x faster per block than with the activation after the
+    reshape back to time-major)."""
+    weights = self.folded
+    frames = fold_time(tf.cast(x, weights.kernel.dtype))
+    if skip is None:
+      y = tf.nn.bias_add(_conv_only(self.conv, frames, weights.kernel, self.kernels), weights.bias)
+    else:
+      if term is None:
+        term = skip_term(self.conv, skip, x.shape[-1], self.kernels, weights)
+      y = tf.nn.bias_add(_conv_only(self.conv, frames, weights.parts[0], self.kernels),
+                         weights.bias) + fold_time(tf.gather(term, skip_index))
+    return unfold_time(self._activate(y), x)
 
 
 class folded_batch_norm:  # pylint: disable=invalid-name
@@ -557,7 +572,7 @@ class FrameDecoder(keras.Model):
     for stage, skip, term in zip(self.stages, deep_first, terms):
       if self.arch == "vgg":
         h = _upsample(h)
-      h = stage[0](h, bn_mode=bn_mode, skip=skip, skip_index=skip_index, skip_term=term)
+      h = stage[0](h, bn_mode=bn_mode, skip=skip, skip_index=skip_index, term=term)
       for block in stage[1:]:
         h = block(h, bn_mode=bn_mode)
     if self.arch == "dcgan":  # the last upconv also takes the shallowest skip
