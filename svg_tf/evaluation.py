@@ -132,6 +132,9 @@ class Scores:
   # before the distance is taken (FVD is not a mean over videos).
   real_activations: Optional[np.ndarray] = None
   fake_activations: Optional[np.ndarray] = None
+  # Where the time went: {"sampling": s, "scoring": s} (None when merged from shards); logged, not
+  # written to metrics.json, whose content depends only on the model and the test set.
+  seconds: Optional[Dict[str, float]] = None
 
 
 def score(sampler: Sampler, frames: np.ndarray, num_samples: int, seed: int = 1,
@@ -168,12 +171,16 @@ def score(sampler: Sampler, frames: np.ndarray, num_samples: int, seed: int = 1,
   best_index = {k: [] for k in scorers}
   prior_std, kept_samples, kept_best = [], [], []
   started = time.perf_counter()
+  seconds = {"sampling": 0.0, "scoring": 0.0}
   for start in range(0, num_videos, videos_per_batch):
     batch = frames[start:start + videos_per_batch]
     context, truth = batch[:, :n_past], batch[:, n_past:n_past + n_future]
     batch_actions = None if actions is None else actions[start:start + videos_per_batch]
+    tick = time.perf_counter()
     samples, std = sampler.sample(context, num_samples, seed,
                                   actions=batch_actions)  # (B, S, T, H, W, C)
+    seconds["sampling"] += time.perf_counter() - tick
+    tick = time.perf_counter()
     truth_rows = np.broadcast_to(truth[:, None], samples.shape)  # only predicted frames are scored
     for name, scorer in scorers.items():
       values = np.asarray(scorer(samples, truth_rows))  # (B, S, T)
@@ -190,10 +197,14 @@ def score(sampler: Sampler, frames: np.ndarray, num_samples: int, seed: int = 1,
     if i3d is not None:
       real_acts.append(i3d(batch[:, :n_past + n_future]))
       fake_acts.append(i3d(np.concatenate([context, samples[:, 0]], axis=1)))
+    seconds["scoring"] += time.perf_counter() - tick
     done = start + batch.shape[0]
     rate = done / max(time.perf_counter() - started, 1e-9)
     logging.info("evaluate | %d/%d videos | %d samples each | %.2f videos/s | ETA %.0fs", done,
                  num_videos, num_samples, rate, (num_videos - done) / rate)
+  logging.info("evaluate | %.1fs sampling, %.1fs scoring (%.1f%% of the sampling time)",
+               seconds["sampling"], seconds["scoring"],
+               100 * seconds["scoring"] / max(seconds["sampling"], 1e-9))
   frame_shape = frames.shape[2:]
   if not kept_samples:  # no figure video here (a shard's share, --num_figure_videos=0): empty
     kept_samples = np.zeros((0, min(keep_samples, num_samples), n_future) + frame_shape, np.float32)
@@ -207,7 +218,8 @@ def score(sampler: Sampler, frames: np.ndarray, num_samples: int, seed: int = 1,
                 kept_best=np.asarray(kept_best),
                 fvd=metrics.frechet_distance(real, fake)
                 if i3d is not None and fvd_distance else None,
-                real_activations=real, fake_activations=fake)
+                real_activations=real, fake_activations=fake,
+                seconds={k: round(v, 3) for k, v in seconds.items()})
 
 
 def summary(scores: Scores, **fields) -> Dict:
