@@ -22,6 +22,11 @@ longest rollouts; and mean_future over 50 videos x (100 + 100). One timed reques
   python bench/serve.py --preset=bair --largest               # the largest requests, peak memory
   python bench/serve.py --preset=smmnist --tiny --requests=3  # a quick check
   python bench/serve.py --preset=smmnist --tiny --largest     # a quick check of --largest
+  python bench/serve.py --preset=bair --precision=mixed_bfloat16  # a bfloat16 graph
+
+With --preset or --model_dir, the same request is also timed through the in-process sampler that
+evaluate.py uses (svg_tf.evaluation.Sampler, one chunk of videos x samples rows) on the model that
+was exported, so the served speed reads against it (`served_over_in_process`).
 """
 
 import dataclasses
@@ -43,7 +48,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from svg_tf import config as config_lib  # noqa: E402
-from svg_tf import export  # noqa: E402
+from svg_tf import checkpoints, export  # noqa: E402
+from svg_tf.evaluation import Sampler  # noqa: E402
 from svg_tf.model import SVG  # noqa: E402
 from svg_tf.serving import local_server  # noqa: E402
 
@@ -52,6 +58,9 @@ flags.DEFINE_string("export_dir", None, "An export to time: a version folder, or
                     "path (EXPORT_DIR/MODEL_NAME) whose newest version is used")
 flags.DEFINE_enum("preset", None, sorted(config_lib.PRESETS), "Export an untrained full-size "
                   "model of this dataset preset and time it")
+flags.DEFINE_enum("precision", None, list(config_lib.PRECISIONS), "With --preset or --model_dir: "
+                  "the exported graph's compute dtype (svg-export --precision; default the "
+                  "run's, float32 for a preset)")
 flags.DEFINE_bool("tiny", False, "With --preset: a tiny model (base_filters 4, g_dim 8, rnn 16, "
                   "z 3) for a quick check")
 flags.DEFINE_enum("model", "lp", list(config_lib.MODELS), "With --preset: lp, fp or det")
@@ -72,17 +81,38 @@ flags.DEFINE_string("out", None, "Also write the result to bench/results/OUT.jso
 FLAGS = flags.FLAGS
 
 
-def _version_dir(workdir: str) -> str:
-  """The SavedModel to time, exported into `workdir` when asked to."""
+def _version_dir(workdir: str):
+  """(The SavedModel to time, exported into `workdir` when asked to; the in-process model it was
+  exported from, or None for --export_dir)."""
   if FLAGS.export_dir:
+    if FLAGS.precision:
+      raise ValueError("--precision needs --preset or --model_dir (an export's graph is fixed)")
     if os.path.exists(os.path.join(FLAGS.export_dir, "saved_model.pb")):
-      return FLAGS.export_dir
-    return local_server.latest_version_dir(FLAGS.export_dir)
+      return FLAGS.export_dir, None
+    return local_server.latest_version_dir(FLAGS.export_dir), None
   if FLAGS.model_dir:
-    return export.export_run(FLAGS.model_dir, workdir, "svg")
+    model = checkpoints.restore_run(FLAGS.model_dir, precision=FLAGS.precision).model
+    return export.export_run(FLAGS.model_dir, workdir, "svg", precision=FLAGS.precision), model
   tiny = dict(base_filters=4, g_dim=8, rnn_size=16, z_dim=3) if FLAGS.tiny else {}
-  return export.export_saved_model(SVG(config_lib.preset(FLAGS.preset, model=FLAGS.model, **tiny)),
-                                   workdir, "svg")
+  model = SVG(config_lib.preset(FLAGS.preset, model=FLAGS.model,
+                                precision=FLAGS.precision or "float32", **tiny))
+  return export.export_saved_model(model, workdir, "svg"), model
+
+
+def _time_in_process(model: SVG, context: np.ndarray, samples: int, num_future: int,
+                     actions) -> dict:
+  """The request's frames/s through evaluate.py's sampler, one chunk of all its rows."""
+  sampler = Sampler(model, context.shape[1], num_future, chunk_size=context.shape[0] * samples)
+  for _ in range(FLAGS.warmup + 1):  # the first call traces
+    sampler.sample(context, samples, seed=0, actions=actions)
+  times = []
+  for _ in range(FLAGS.requests):
+    start = time.perf_counter()
+    sampler.sample(context, samples, seed=0, actions=actions)
+    times.append(time.perf_counter() - start)
+  p50 = statistics.median(times)
+  return {"in_process_p50_ms": round(1000 * p50, 1),
+          "in_process_frames_per_s": round(context.shape[0] * samples * num_future / p50, 1)}
 
 
 def _rss_mib() -> float:
@@ -109,8 +139,9 @@ def _peak_rss_mib() -> float:
   return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
-def _time_requests(path: str) -> dict:
-  """Loads the SavedModel at `path` and times FLAGS' request through it."""
+def _time_requests(path: str, model=None) -> dict:
+  """Loads the SavedModel at `path` and times FLAGS' request through it (and through `model`'s
+  in-process sampler, when given, for serving_default)."""
   start = time.perf_counter()
   loaded = tf.saved_model.load(path)
   load_s = time.perf_counter() - start
@@ -144,7 +175,14 @@ def _time_requests(path: str) -> dict:
     times.append(time.perf_counter() - start)
   rss_after = _rss_mib()
   p50 = statistics.median(times)
-  return {
+  in_process = {}
+  if model is not None and FLAGS.signature == "serving_default":
+    actions = np.zeros((videos, n_context + num_future - 1, c["action_dim"]), np.float32)
+    in_process = _time_in_process(model, context, samples, num_future,
+                                  actions if c["action_dim"] else None)
+    in_process["served_over_in_process"] = round(
+        in_process["in_process_p50_ms"] / (1000 * p50), 3)
+  return {**in_process,
       "p50_ms": round(1000 * p50, 1),
       "max_ms": round(1000 * max(times), 1),
       "p95_ms": round(1000 * float(np.percentile(times, 95)), 1),
@@ -220,11 +258,11 @@ def main(argv):
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
     try:
-      path = _version_dir(workdir)
+      path, model = _version_dir(workdir)
     except (ValueError, FileNotFoundError) as err:
       raise app.UsageError(str(err))
     export_s = round(time.perf_counter() - start, 1)
-    result = _largest(path) if FLAGS.largest else _time_requests(path)
+    result = _largest(path) if FLAGS.largest else _time_requests(path, model)
   record.save("serve_largest" if FLAGS.largest else "serve", dict(result, export_s=export_s),
               FLAGS.out)
 

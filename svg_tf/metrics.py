@@ -70,8 +70,44 @@ def ssim_per_frame(pred: ArrayLike, target: ArrayLike) -> np.ndarray:
     [..., T] float64.
   """
   a, b, lead = _paired_frames(pred, target)
-  score = lambda x, y: tf.image.ssim(tf.constant(x), tf.constant(y), max_val=1.0).numpy()
+  if min(a.shape[1:3]) < 11:
+    raise ValueError(f"SSIM's 11x11 window needs frames of at least 11x11, got {a.shape[1:3]}")
+  score = lambda x, y: _ssim(tf.constant(x), tf.constant(y)).numpy()
   return _chunked(score, a, b).reshape(lead)
+
+
+def _gaussian_band(size: tf.Tensor, window: int = 11, sigma: float = 1.5) -> tf.Tensor:
+  """(size - window + 1, size): row i holds tf.image.ssim's 1-D Gaussian at columns i..i+10, so
+  band @ v is the 'valid' filtering of v along one axis."""
+  coords = tf.range(window, dtype=tf.float32) - (window - 1) / 2.0
+  gauss = tf.nn.softmax(-tf.square(coords) / (2.0 * sigma ** 2))  # tf.image.ssim's normalisation
+  rows = size - window + 1
+  columns = tf.range(rows)[:, None] + tf.range(window)[None, :]
+  index = tf.stack([tf.repeat(tf.range(rows), window), tf.reshape(columns, [-1])], axis=1)
+  return tf.scatter_nd(index, tf.tile(gauss, [rows]), tf.stack([rows, size]))
+
+
+@tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.float32)] * 2)
+def _ssim(x, y):
+  """tf.image.ssim(x, y, max_val=1) for [N, H, W, C] frames, to ~1e-6, about 3x faster.
+
+  The 11x11 Gaussian window is the outer product of a 1-D one, so each of the four filtered maps
+  (x, y, x*y, x^2 + y^2) is band_h @ map @ band_w^T: two matrix products, where tf.image.ssim
+  runs a 121-tap depthwise convolution (eagerly here, it took 10% of evaluate.py's time next to
+  float32 sampling). The rest is tf.image.ssim's formula: luminance x contrast-structure, mean over
+  the map and the channels.
+  """
+  maps = tf.stack([x, y, x * y, tf.square(x) + tf.square(y)], axis=1)  # (N, 4, H, W, C)
+  maps = tf.transpose(maps, [0, 1, 4, 2, 3])  # (N, 4, C, H, W)
+  filtered = tf.einsum("nkchw,jw->nkchj", maps, _gaussian_band(tf.shape(x)[2]))
+  filtered = tf.einsum("nkchj,ih->nkcij", filtered, _gaussian_band(tf.shape(x)[1]))
+  mean_x, mean_y, mean_xy, mean_squares = tf.unstack(filtered, axis=1)
+  c1, c2 = 0.01 ** 2, 0.03 ** 2
+  num0 = mean_x * mean_y * 2.0
+  den0 = tf.square(mean_x) + tf.square(mean_y)
+  luminance = (num0 + c1) / (den0 + c1)
+  contrast_structure = (mean_xy * 2.0 - num0 + c2) / (mean_squares - den0 + c2)
+  return tf.reduce_mean(luminance * contrast_structure, axis=[1, 2, 3])
 
 
 def psnr_per_frame(pred: ArrayLike, target: ArrayLike) -> np.ndarray:

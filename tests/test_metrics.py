@@ -107,6 +107,22 @@ def test_mismatched_shapes_raise():
     metrics.ssim_per_frame(np.zeros((2, 16, 16, 1)), np.zeros((3, 16, 16, 1)))
 
 
+@pytest.mark.parametrize("shape", [(5, 64, 64, 1), (3, 64, 64, 3), (2, 128, 96, 3), (4, 11, 11, 1),
+                                   (2, 20, 33, 2)])
+def test_ssim_equals_tf_image_ssim(shape):
+  """ssim_per_frame's separable-filter SSIM against tf.image.ssim itself, on related pairs."""
+  rng = np.random.default_rng(sum(shape))
+  pred = rng.random(shape, dtype=np.float32)
+  target = np.clip(pred + rng.normal(0, 0.2, shape), 0, 1).astype(np.float32)
+  target[0] = pred[0]  # identical frames: exactly 1
+  want = tf.image.ssim(tf.constant(pred), tf.constant(target), max_val=1.0).numpy()
+  np.testing.assert_allclose(metrics.ssim_per_frame(pred[:, None], target[:, None])[:, 0], want,
+                             atol=2e-6)
+  assert want.min() < 0.9  # the pairs are not trivial
+  with pytest.raises(ValueError, match="at least 11x11"):
+    metrics.ssim_per_frame(pred[:, None, :10], target[:, None, :10])
+
+
 def test_reference_ssim_matches_window_loop():
   rng = np.random.default_rng(3)
   pred, target = _noisy_pair(rng, (2, 12, 13, 2), noise=0.2)  # [T, H, W, C=2]
