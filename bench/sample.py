@@ -42,6 +42,9 @@ flags.DEFINE_integer("batch_size", 16, "Sequences generated per call.")
 flags.DEFINE_enum("precision", "float32", list(config_lib.PRECISIONS), "Keras dtype policy.")
 flags.DEFINE_integer("steps", 10, "Timed calls after warm-up.")
 flags.DEFINE_integer("warmup", 2, "Untimed calls (the first traces the graph).")
+flags.DEFINE_enum("generation_bn", "moving", ["moving", "batch"], "BatchNorm statistics when "
+                  "sampling: moving (svg_tf's default) or batch (the reference's, and the "
+                  "yardstick's).")
 flags.DEFINE_bool("evaluate", False, "Time evaluate.py's per-video loop instead (see above).")
 flags.DEFINE_integer("videos", 4, "--evaluate: timed test videos.")
 flags.DEFINE_integer("num_samples", 100, "--evaluate: samples per video.")
@@ -54,7 +57,8 @@ FLAGS = flags.FLAGS
 def time_evaluation(model: SVG, n_past: int, n_future: int):
   """evaluate.py's loop over --videos random videos: (result fields)."""
   config = model.config
-  sampler = Sampler(model, n_past, n_future, chunk_size=FLAGS.chunk_size)
+  sampler = Sampler(model, n_past, n_future, chunk_size=FLAGS.chunk_size,
+                    bn_mode=FLAGS.generation_bn)
   shape = (FLAGS.videos + 1, n_past + n_future, config.image_size, config.image_size,
            config.channels)
   frames = np.random.RandomState(0).rand(*shape).astype(np.float32)
@@ -83,10 +87,12 @@ def main(argv):
   if FLAGS.evaluate:
     record.save("sample", {
         "framework": "tensorflow", "mode": "evaluate", "precision": FLAGS.precision,
+        "generation_bn": FLAGS.generation_bn,
         "dataset": FLAGS.dataset, "n_past": n_past, "n_future": n_future,
         **time_evaluation(model, n_past, n_future), "tensorflow": tf.__version__}, FLAGS.out)
     return
-  sampler = Sampler(model, n_past, n_future, chunk_size=FLAGS.batch_size)
+  sampler = Sampler(model, n_past, n_future, chunk_size=FLAGS.batch_size,
+                    bn_mode=FLAGS.generation_bn)
   shape = (FLAGS.batch_size, n_past, config.image_size, config.image_size, config.channels)
   context = np.random.RandomState(0).rand(*shape).astype(np.float32)
   times = []
@@ -98,6 +104,7 @@ def main(argv):
   median = statistics.median(times)
   record.save("sample", {
       "framework": "tensorflow", "mode": "generate", "precision": FLAGS.precision,
+      "generation_bn": FLAGS.generation_bn,
       "dataset": FLAGS.dataset, "batch": FLAGS.batch_size, "n_past": n_past, "n_future": n_future,
       "step_ms_median": round(1000 * median, 2),
       "frames_per_s": round(FLAGS.batch_size * n_future / median, 2),
