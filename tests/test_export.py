@@ -251,6 +251,16 @@ def test_export_cli_writes_the_tf_serving_layout(tmp_path):
                              atol=1e-5)  # the checkpoint's weights
   with pytest.raises(tf.errors.InvalidArgumentError, match=r"at most 7 frames per video"):
     serve(**sample_request(moving_squares(1, 8, seed=3)))
+  # --precision: the same checkpoint as a bfloat16 graph, float32 in and out.
+  out = _export_cli(*flags[:3], "--version=4", "--precision=mixed_bfloat16")
+  assert out.returncode == 0, out.stderr[-3000:]
+  bf16_path = os.path.join(export_dir, "svg", "4")
+  assert export.read_info(bf16_path)["config"]["precision"] == "mixed_bfloat16"
+  frames = tf.saved_model.load(bf16_path).signatures["serving_default"](
+      **sample_request(context))["frames"]
+  assert frames.dtype == tf.float32
+  gap = np.abs(frames.numpy() - expected.numpy()).max()
+  assert 1e-4 < gap < 0.1, gap  # bfloat16 arithmetic: near float32's frames, not equal to them
 
 
 def test_export_cli_refuses_a_checkpoint_without_every_variable(tmp_path):
