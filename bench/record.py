@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import sys
 from typing import Any, Dict, Optional
 
@@ -53,6 +54,19 @@ def machine() -> Dict[str, Any]:
           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
+def revision() -> Optional[str]:
+  """The git revision of the code that ran (with "+changes" when the tree differs from it)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return rev + ("+changes" if dirty else "")
+
+
 def path_of(out: str) -> str:
   """--out=NAME means bench/results/NAME.json; a path ending in .json is taken as it is."""
   return out if out.endswith(".json") else os.path.join(RESULTS_DIR, f"{out}.json")
@@ -64,7 +78,8 @@ def save(bench: str, result: Dict[str, Any], out: Optional[str]) -> None:
   if out:
     path = path_of(out)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    record = {"bench": bench, "command": sys.argv, "machine": machine(), "result": result}
+    record = {"bench": bench, "command": sys.argv, "revision": revision(), "machine": machine(),
+              "result": result}
     with open(path + ".tmp", "w") as f:
       json.dump(record, f, indent=2)
       f.write("\n")
