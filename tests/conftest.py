@@ -35,6 +35,14 @@ def tiny_config():
                        n_past=2, n_future=3)
 
 
+@pytest.fixture
+def short_config(tiny_config):
+  """tiny_config with 3-frame sequences and a one-layer frame predictor, for tests that trace
+  training steps: tracing the replicated step (not running it) is what costs, and it grows with
+  the unrolled LSTM steps; what these tests assert does not depend on the sequence length."""
+  return tiny_config.replace(n_future=1, predictor_rnn_layers=1)
+
+
 def pytest_collection_modifyitems(config, items):
   """Drops tf.test.TestCase.test_session: a context manager TF marks "Not a test" (it would show
   as a skipped test in every tfds.testing.DatasetBuilderTestCase)."""
