@@ -52,12 +52,25 @@ def _micro_batch_update(reference, frames, groups):
   reference.optimizer.apply_gradients(zip(total, variables))
 
 
+@pytest.fixture(scope="module")
+def unsplit_step(short_config):
+  """(each variable's initial (path, value), logged mse, first encoder BatchNorm's moving mean)
+  of one step on the whole batch (one replica, no accumulation): the same for both cases of the
+  accumulation test, so traced once for the module."""
+  config = short_config.replace(adam_epsilon=1.0, lr=0.5)
+  one_batch = trainer_lib.Trainer(config)
+  initial = [(v.path, v.numpy()) for v in one_batch.model.variables]
+  whole = one_batch.train_step(iter(one_batch.distribute(_fixed_batches(_frames(config)))))
+  first = frame_nets.batch_norms(one_batch.model.encoder)[0]
+  return initial, float(whole["mse"]), first.moving_mean.numpy()
+
+
 # Two replicas sum per-replica partial gradients: a different float summation order, which in
 # the first conv (four BatchNorms deep, much cancellation) moves ~0.5% of its largest update.
 @pytest.mark.parametrize("replicas,kernels,tolerance", [
     (1, frame_nets.CPU_KERNELS, 1e-4), (2, frame_nets.STOCK_KERNELS, 1e-2)])
 def test_accumulated_micro_batches_make_the_update_of_their_summed_gradients(
-    short_config, replicas, kernels, tolerance):
+    short_config, unsplit_step, replicas, kernels, tolerance):
   """K=2 micro-batches == the sum of the 2 separately computed micro-batch gradients, on one
   replica and on two (where micro-batch k is the k-th slice of every replica, normalised together
   by the synchronised BatchNorm). The two-replica case runs the stock kernels, whose autodiff
@@ -75,12 +88,13 @@ def test_accumulated_micro_batches_make_the_update_of_their_summed_gradients(
   accumulating = trainer_lib.Trainer(config.replace(grad_accum_steps=2), strategy,
                                      kernels=kernels)
   reference = trainer_lib.Trainer(config)
-  one_batch = trainer_lib.Trainer(config)
-  _copy_weights(accumulating, reference)
-  _copy_weights(accumulating, one_batch)
+  initial, whole_mse, whole_moving_mean = unsplit_step  # the whole batch's step, from `initial`
+  for trainer in (accumulating, reference):
+    for v, (path, value) in zip(trainer.model.variables, initial):
+      assert v.path == path
+      v.assign(value)
   before = [v.numpy() for v in reference.model.trainable_variables]
   out = accumulating.train_step(iter(accumulating.distribute(_fixed_batches(frames))))
-  whole = one_batch.train_step(iter(one_batch.distribute(_fixed_batches(frames))))
   assert bool(out["applied"]) and accumulating.step == 1
   assert int(accumulating.optimizer.iterations.numpy()) == 1  # one update, not two
   local, micro = 4 // replicas, 4 // replicas // 2
@@ -93,12 +107,11 @@ def test_accumulated_micro_batches_make_the_update_of_their_summed_gradients(
   assert moved > len(before) // 2
   # The logged loss is the global batch mean, as without accumulation: per-micro-batch BatchNorm
   # makes the values differ a little, not by a factor.
-  assert float(out["mse"]) == pytest.approx(float(whole["mse"]), rel=0.2)
-  first = lambda t: frame_nets.batch_norms(t.model.encoder)[0]
-  assert "encoder" in first(accumulating).path
-  np.testing.assert_allclose(first(accumulating).moving_mean.numpy(),
-                             first(one_batch).moving_mean.numpy(), rtol=1e-5, atol=1e-7)
-  assert not np.allclose(first(one_batch).moving_mean.numpy(), 0.0)
+  assert float(out["mse"]) == pytest.approx(whole_mse, rel=0.2)
+  first = frame_nets.batch_norms(accumulating.model.encoder)[0]
+  assert "encoder" in first.path
+  np.testing.assert_allclose(first.moving_mean.numpy(), whole_moving_mean, rtol=1e-5, atol=1e-7)
+  assert not np.allclose(whole_moving_mean, 0.0)
 
 
 def test_batch_that_micro_batches_cannot_split_is_refused(tiny_config):
