@@ -27,12 +27,21 @@ tf.config.set_logical_device_configuration(
     [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config():
-  """A few-thousand-parameter SM-MNIST SVG-LP with distinct sizes, so swapped axes fail."""
+  """A few-thousand-parameter SM-MNIST SVG-LP with distinct sizes, so swapped axes fail. (An
+  SVGConfig is frozen: one per session serves module-scoped fixtures too.)"""
   from svg_tf import config
   return config.preset("smmnist", base_filters=4, g_dim=8, rnn_size=16, z_dim=3, batch_size=4,
                        n_past=2, n_future=3)
+
+
+@pytest.fixture(scope="session")
+def short_config(tiny_config):
+  """tiny_config with 3-frame sequences and a one-layer frame predictor, for tests that trace
+  training steps: tracing the replicated step (not running it) is what costs, and it grows with
+  the unrolled LSTM steps; what these tests assert does not depend on the sequence length."""
+  return tiny_config.replace(n_future=1, predictor_rnn_layers=1)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -52,12 +52,25 @@ def _micro_batch_update(reference, frames, groups):
   reference.optimizer.apply_gradients(zip(total, variables))
 
 
+@pytest.fixture(scope="module")
+def unsplit_step(short_config):
+  """(each variable's initial (path, value), logged mse, first encoder BatchNorm's moving mean)
+  of one step on the whole batch (one replica, no accumulation): the same for both cases of the
+  accumulation test, so traced once for the module."""
+  config = short_config.replace(adam_epsilon=1.0, lr=0.5)
+  one_batch = trainer_lib.Trainer(config)
+  initial = [(v.path, v.numpy()) for v in one_batch.model.variables]
+  whole = one_batch.train_step(iter(one_batch.distribute(_fixed_batches(_frames(config)))))
+  first = frame_nets.batch_norms(one_batch.model.encoder)[0]
+  return initial, float(whole["mse"]), first.moving_mean.numpy()
+
+
 # Two replicas sum per-replica partial gradients: a different float summation order, which in
 # the first conv (four BatchNorms deep, much cancellation) moves ~0.5% of its largest update.
 @pytest.mark.parametrize("replicas,kernels,tolerance", [
     (1, frame_nets.CPU_KERNELS, 1e-4), (2, frame_nets.STOCK_KERNELS, 1e-2)])
 def test_accumulated_micro_batches_make_the_update_of_their_summed_gradients(
-    tiny_config, replicas, kernels, tolerance):
+    short_config, unsplit_step, replicas, kernels, tolerance):
   """K=2 micro-batches == the sum of the 2 separately computed micro-batch gradients, on one
   replica and on two (where micro-batch k is the k-th slice of every replica, normalised together
   by the synchronised BatchNorm). The two-replica case runs the stock kernels, whose autodiff
@@ -69,18 +82,19 @@ def test_accumulated_micro_batches_make_the_update_of_their_summed_gradients(
   statistics. The first encoder BatchNorm sees the frames through one conv, so the mean of its
   micro-batches' means is the batch mean, and its moving mean equals the unsplit batch's (two
   updates with momentum 0.9 would not)."""
-  config = tiny_config.replace(adam_epsilon=1.0, lr=0.5)
+  config = short_config.replace(adam_epsilon=1.0, lr=0.5)
   frames = _frames(config)
   strategy = strategies.make_strategy(cpu_replicas=replicas) if replicas > 1 else None
   accumulating = trainer_lib.Trainer(config.replace(grad_accum_steps=2), strategy,
                                      kernels=kernels)
   reference = trainer_lib.Trainer(config)
-  one_batch = trainer_lib.Trainer(config)
-  _copy_weights(accumulating, reference)
-  _copy_weights(accumulating, one_batch)
+  initial, whole_mse, whole_moving_mean = unsplit_step  # the whole batch's step, from `initial`
+  for trainer in (accumulating, reference):
+    for v, (path, value) in zip(trainer.model.variables, initial):
+      assert v.path == path
+      v.assign(value)
   before = [v.numpy() for v in reference.model.trainable_variables]
   out = accumulating.train_step(iter(accumulating.distribute(_fixed_batches(frames))))
-  whole = one_batch.train_step(iter(one_batch.distribute(_fixed_batches(frames))))
   assert bool(out["applied"]) and accumulating.step == 1
   assert int(accumulating.optimizer.iterations.numpy()) == 1  # one update, not two
   local, micro = 4 // replicas, 4 // replicas // 2
@@ -93,12 +107,11 @@ def test_accumulated_micro_batches_make_the_update_of_their_summed_gradients(
   assert moved > len(before) // 2
   # The logged loss is the global batch mean, as without accumulation: per-micro-batch BatchNorm
   # makes the values differ a little, not by a factor.
-  assert float(out["mse"]) == pytest.approx(float(whole["mse"]), rel=0.2)
-  first = lambda t: frame_nets.batch_norms(t.model.encoder)[0]
-  assert "encoder" in first(accumulating).path
-  np.testing.assert_allclose(first(accumulating).moving_mean.numpy(),
-                             first(one_batch).moving_mean.numpy(), rtol=1e-5, atol=1e-7)
-  assert not np.allclose(first(one_batch).moving_mean.numpy(), 0.0)
+  assert float(out["mse"]) == pytest.approx(whole_mse, rel=0.2)
+  first = frame_nets.batch_norms(accumulating.model.encoder)[0]
+  assert "encoder" in first.path
+  np.testing.assert_allclose(first.moving_mean.numpy(), whole_moving_mean, rtol=1e-5, atol=1e-7)
+  assert not np.allclose(whole_moving_mean, 0.0)
 
 
 def test_batch_that_micro_batches_cannot_split_is_refused(tiny_config):
@@ -110,7 +123,7 @@ def test_batch_that_micro_batches_cannot_split_is_refused(tiny_config):
 
 
 def test_float16_run_with_accumulation_checkpoints_its_loss_scale_and_serves_float32(
-    tiny_config, tmp_path, monkeypatch):
+    short_config, tmp_path, monkeypatch):
   """mixed_float16 + grad_accum_steps=2 through the training loop: a loss scale far too high at
   the start overflows for several steps, each skipped by the optimizer without being a bad step
   (--max_bad_steps=1 would stop training otherwise); losses.jsonl and the checkpoint count
@@ -120,7 +133,7 @@ def test_float16_run_with_accumulation_checkpoints_its_loss_scale_and_serves_flo
   real = keras.optimizers.LossScaleOptimizer
   monkeypatch.setattr(keras.optimizers, "LossScaleOptimizer",
                       lambda inner: real(inner, initial_scale=start_scale))
-  config = tiny_config.replace(precision="mixed_float16", grad_accum_steps=2, train_steps=6)
+  config = short_config.replace(precision="mixed_float16", grad_accum_steps=2, train_steps=6)
   options = LoopOptions(log_every=1, summary_every=1, checkpoint_every=3, max_bad_steps=1)
   input_fn = inputs.train_input_fn(config)
   whole_dir, resumed_dir = str(tmp_path / "whole"), str(tmp_path / "resumed")
@@ -158,8 +171,8 @@ def test_float16_run_with_accumulation_checkpoints_its_loss_scale_and_serves_flo
   np.testing.assert_allclose(served, loaded, atol=1e-3)  # float16 convolutions either way
 
 
-def test_an_overflowing_float16_step_changes_nothing_but_the_loss_scale(tiny_config):
-  config = tiny_config.replace(precision="mixed_float16")
+def test_an_overflowing_float16_step_changes_nothing_but_the_loss_scale(short_config):
+  config = short_config.replace(precision="mixed_float16")
   t = trainer_lib.Trainer(config, strategies.make_strategy(cpu_replicas=2))
   iterator = iter(t.distribute(_fixed_batches(_frames(config))))
   out = t.train_step(iterator)
@@ -209,10 +222,10 @@ def test_cpu_and_stock_kernels_give_the_same_gradients(tiny_config, precision, t
   assert compared > len(g_cpu) // 2
 
 
-def test_jit_compiled_step_gives_the_default_steps_losses(tiny_config):
-  frames = _frames(tiny_config, seed=6)
-  default = trainer_lib.Trainer(tiny_config)
-  jitted = trainer_lib.Trainer(tiny_config, jit_compile=True)
+def test_jit_compiled_step_gives_the_default_steps_losses(short_config):
+  frames = _frames(short_config, seed=6)
+  default = trainer_lib.Trainer(short_config)
+  jitted = trainer_lib.Trainer(short_config, jit_compile=True)
   _copy_weights(default, jitted)
   it_default = iter(default.distribute(_fixed_batches(frames)))
   it_jitted = iter(jitted.distribute(_fixed_batches(frames)))

@@ -37,13 +37,15 @@ def test_the_wheel_installs_and_every_command_runs_from_another_folder(tmp_path)
   _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, ROOT], cwd=tmp_path)
   wheel, = glob.glob(str(dist / "svg_tf-*.whl"))
   venv = tmp_path / "venv"
-  _run([sys.executable, "-m", "venv", venv], cwd=tmp_path)
+  # Without pip of its own (ensurepip takes seconds): this environment's pip installs into it.
+  _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp_path)
   python, bin_dir = venv / "bin" / "python", venv / "bin"
   purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                  cwd=tmp_path).stdout.strip()
   with open(os.path.join(purelib, "test_environment.pth"), "w") as f:
     f.write(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
-  _run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], cwd=tmp_path)
+  _run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
+        "--no-index", wheel], cwd=tmp_path)
 
   work = tmp_path / "elsewhere"  # not the checkout: nothing of it may be imported
   work.mkdir()

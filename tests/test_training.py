@@ -29,14 +29,14 @@ def _copy_weights(src, dst):
     b.assign(a.numpy())
 
 
-def test_two_replicas_compute_the_update_of_one(tiny_config):
+def test_two_replicas_compute_the_update_of_one(short_config):
   """Global batch 4 on 2 CPU replicas == batch 4 on one: same losses and same weights.
 
   Adam's epsilon is raised to 1 here so that its update is proportional to the gradient: with the
   default 1e-8, elements whose gradient is float noise (conv biases before BatchNorm have zero
   gradient) take full-size steps of random sign, which hides whether the gradients agree.
   """
-  config = tiny_config.replace(adam_epsilon=1.0, lr=0.5)
+  config = short_config.replace(adam_epsilon=1.0, lr=0.5)
   frames = np.random.RandomState(0).rand(4, config.seq_len, 64, 64, 1).astype("float32")
   one = trainer_lib.Trainer(config)
   two = trainer_lib.Trainer(config, strategies.make_strategy(cpu_replicas=2))
@@ -61,12 +61,12 @@ def test_two_replicas_compute_the_update_of_one(tiny_config):
   assert moved > len(before) // 2  # the comparison is not vacuous
 
 
-def test_batchnorm_statistics_are_synchronised_across_replicas(tiny_config):
+def test_batchnorm_statistics_are_synchronised_across_replicas(short_config):
   """Without sync, each replica normalises its half batch and the update differs."""
-  frames = np.random.RandomState(1).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
+  frames = np.random.RandomState(1).rand(4, short_config.seq_len, 64, 64, 1).astype("float32")
   frames[2:] *= 0.2  # the two halves have different statistics
-  one = trainer_lib.Trainer(tiny_config)
-  unsynced = trainer_lib.Trainer(tiny_config.replace(sync_batchnorm=False),
+  one = trainer_lib.Trainer(short_config)
+  unsynced = trainer_lib.Trainer(short_config.replace(sync_batchnorm=False),
                               strategies.make_strategy(cpu_replicas=2))
   _copy_weights(one, unsynced)
   a = one.train_step(iter(one.distribute(_fixed_batches(frames))))
@@ -74,9 +74,9 @@ def test_batchnorm_statistics_are_synchronised_across_replicas(tiny_config):
   assert abs(float(a["mse"]) - float(b["mse"])) > 1e-4
 
 
-def test_three_steps_then_resume_at_the_right_step(tiny_config, tmp_path, caplog):
+def test_three_steps_then_resume_at_the_right_step(short_config, tmp_path, caplog):
   model_dir = str(tmp_path / "run")
-  config = tiny_config.replace(train_steps=3)
+  config = short_config.replace(train_steps=3)
   options = LoopOptions(log_every=1, summary_every=1, image_every=3, checkpoint_every=2)
   input_fn = inputs.train_input_fn(config)
   preview = inputs.preview_videos(config, 2).frames
@@ -122,11 +122,11 @@ def test_a_different_config_is_refused_in_the_same_model_dir(tiny_config, tmp_pa
     run_dir.write_or_check_config(tiny_config.replace(z_dim=4), str(tmp_path))
 
 
-def test_non_finite_steps_are_skipped_then_stop_training_and_keep_the_checkpoint(tiny_config,
+def test_non_finite_steps_are_skipped_then_stop_training_and_keep_the_checkpoint(short_config,
                                                                                  tmp_path):
   model_dir = str(tmp_path / "run")
-  frames = np.random.RandomState(2).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
-  config = tiny_config.replace(train_steps=2)
+  frames = np.random.RandomState(2).rand(4, short_config.seq_len, 64, 64, 1).astype("float32")
+  config = short_config.replace(train_steps=2)
   train_loop.train(config, model_dir, _fixed_batches(frames),
                    options=LoopOptions(checkpoint_every=2))
   bad = frames.copy()

@@ -47,8 +47,8 @@ def _assert_same(before, after):
     np.testing.assert_array_equal(a, b)
 
 
-def test_a_non_finite_step_changes_nothing_but_the_step(tiny_config, tmp_path):
-  config = tiny_config.replace(beta=1.0)
+def test_a_non_finite_step_changes_nothing_but_the_step(short_config, tmp_path):
+  config = short_config.replace(beta=1.0)
   trainer = trainer_lib.Trainer(config)
   # The loss (hence every gradient) turns NaN while `poison` is set; the input stays good, so the
   # forward pass moves BatchNorm's statistics, which a skipped step must put back.
@@ -84,22 +84,22 @@ def test_a_non_finite_step_changes_nothing_but_the_step(tiny_config, tmp_path):
   assert saved.latest.endswith("ckpt-3")
 
 
-def test_every_replica_skips_when_one_replica_has_bad_input(tiny_config):
-  trainer = trainer_lib.Trainer(tiny_config, strategies.make_strategy(cpu_replicas=2))
+def test_every_replica_skips_when_one_replica_has_bad_input(short_config):
+  trainer = trainer_lib.Trainer(short_config, strategies.make_strategy(cpu_replicas=2))
   before = _state(trainer)
   assert len(before) == 2 * (len(trainer.model.variables) + len(trainer.optimizer.variables))
-  iterator = iter(trainer.distribute(_batches("nan", "good", config=tiny_config)))
+  iterator = iter(trainer.distribute(_batches("nan", "good", config=short_config)))
   out = trainer.train_step(iterator)  # the NaN is in replica 1's half only
   assert not bool(out["applied"]) and bool(out["bad_input"])
   _assert_same(before, _state(trainer))
   assert bool(trainer.train_step(iterator)["applied"]) and trainer.step == 2
 
 
-def test_bad_steps_in_a_row_stop_training_and_keep_the_last_good_checkpoint(tiny_config, tmp_path,
+def test_bad_steps_in_a_row_stop_training_and_keep_the_last_good_checkpoint(short_config, tmp_path,
                                                                             caplog):
   caplog.set_level("INFO", logger="absl")
   model_dir = str(tmp_path / "run")
-  config = tiny_config.replace(train_steps=12)
+  config = short_config.replace(train_steps=12)
   # One bad step, then two in a row, do not stop the run (the count restarts at a good step);
   # three in a row do.
   kinds = ["good", "good", "nan", "good", "x255", "nan", "good", "nan", "x255", "x255", "good",

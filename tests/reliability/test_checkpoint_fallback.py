@@ -43,7 +43,8 @@ DAMAGES = {  # name: damage applied to ckpt-2 of <model_dir>/checkpoints
 
 
 TINY_CONFIG = config_lib.preset("smmnist", base_filters=4, g_dim=8, rnn_size=16, z_dim=3,
-                                batch_size=4, n_past=2, n_future=3)  # tests/conftest.py's
+                                batch_size=4, n_past=2, n_future=1,
+                                predictor_rnn_layers=1)  # tests/conftest.py's short_config
 
 
 @pytest.fixture(scope="module")

@@ -28,22 +28,22 @@ def test_an_unwritable_model_dir_is_a_one_line_error_before_the_model_is_built(m
   assert "Traceback" not in out.stderr and "training lp" not in out.stderr
 
 
-def _fixed_batch_run(tiny_config, tmp_path, seed, checkpoint_every):
+def _fixed_batch_run(config, tmp_path, seed, checkpoint_every):
   """(model_dir, train): train(steps) trains, or resumes, the run <tmp_path>/run up to `steps` on
   one fixed random batch, with a checkpoint every `checkpoint_every` steps."""
   model_dir = str(tmp_path / "run")
-  frames = np.random.RandomState(seed).rand(4, tiny_config.seq_len, 64, 64, 1).astype("float32")
+  frames = np.random.RandomState(seed).rand(4, config.seq_len, 64, 64, 1).astype("float32")
   input_fn = lambda ctx, start_index: tf.data.Dataset.from_tensors(frames).repeat()
   options = LoopOptions(checkpoint_every=checkpoint_every)
 
   def train(steps):
-    return train_loop.train(tiny_config.replace(train_steps=steps), model_dir, input_fn,
+    return train_loop.train(config.replace(train_steps=steps), model_dir, input_fn,
                           options=options)
   return model_dir, train
 
 
-def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_resumes(tiny_config, tmp_path):
-  model_dir, train = _fixed_batch_run(tiny_config, tmp_path, seed=4, checkpoint_every=2)
+def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_resumes(short_config, tmp_path):
+  model_dir, train = _fixed_batch_run(short_config, tmp_path, seed=4, checkpoint_every=2)
   checkpoint_dir = os.path.join(model_dir, "checkpoints")
   train(2)
   data = tf.io.gfile.glob(os.path.join(checkpoint_dir, "ckpt-2.data-*"))[0]
@@ -70,11 +70,11 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_the_run_resumes(tiny_co
   assert [e["step"] for e in run_dir.read_losses(model_dir)] == [1, 2, 3, 4]
 
 
-def test_a_full_disk_at_the_loss_log_stops_cleanly_before_the_checkpoint(tiny_config, tmp_path,
+def test_a_full_disk_at_the_loss_log_stops_cleanly_before_the_checkpoint(short_config, tmp_path,
                                                                         monkeypatch):
   """losses.jsonl is rewritten just before each checkpoint: a full disk there is the same clear
   error as a failed save, and neither the loss log nor the previous checkpoint is touched."""
-  model_dir, train = _fixed_batch_run(tiny_config, tmp_path, seed=5, checkpoint_every=2)
+  model_dir, train = _fixed_batch_run(short_config, tmp_path, seed=5, checkpoint_every=2)
   train(2)
   real_write = run_dir.media.write_file_atomic
 
@@ -94,9 +94,9 @@ def test_a_full_disk_at_the_loss_log_stops_cleanly_before_the_checkpoint(tiny_co
   assert [e["step"] for e in run_dir.read_losses(model_dir)] == [1, 2]
 
 
-def test_a_restart_drops_listed_checkpoints_whose_files_are_gone(tiny_config, tmp_path,
+def test_a_restart_drops_listed_checkpoints_whose_files_are_gone(short_config, tmp_path,
                                                                    caplog):
-  model_dir, train = _fixed_batch_run(tiny_config, tmp_path, seed=5, checkpoint_every=1)
+  model_dir, train = _fixed_batch_run(short_config, tmp_path, seed=5, checkpoint_every=1)
   checkpoint_dir = os.path.join(model_dir, "checkpoints")
   train(3)
   listed = tf.train.get_checkpoint_state(checkpoint_dir).all_model_checkpoint_paths

@@ -104,17 +104,17 @@ def test_a_lock_of_a_live_process_refuses_a_dead_ones_is_taken_over(tmp_path, ca
   assert caplog.text.count(f"taking over {model_dir}/run.lock") == 2
 
 
-def test_a_run_that_fails_before_its_first_step_writes_no_config(tiny_config, tmp_path):
+def test_a_run_that_fails_before_its_first_step_writes_no_config(short_config, tmp_path):
   model_dir = str(tmp_path / "run")
-  right = np.zeros((4, tiny_config.seq_len, 64, 64, 1), np.float32)
+  right = np.zeros((4, short_config.seq_len, 64, 64, 1), np.float32)
   with pytest.raises(ValueError, match="the training data ran out at step 1"):
-    train_loop.train(tiny_config.replace(train_steps=1), model_dir,  # an empty stream
+    train_loop.train(short_config.replace(train_steps=1), model_dir,  # an empty stream
                      lambda ctx, start: tf.data.Dataset.from_tensors(right).take(0),
                      options=LoopOptions())
   assert not os.path.exists(os.path.join(model_dir, "config.json"))
   assert not os.path.exists(os.path.join(model_dir, "run.lock"))
   # The corrected command, with another configuration even, is not refused.
-  result = train_loop.train(tiny_config.replace(train_steps=1, lr=1e-3), model_dir,
+  result = train_loop.train(short_config.replace(train_steps=1, lr=1e-3), model_dir,
                             lambda ctx, start: tf.data.Dataset.from_tensors(right).repeat())
   assert result["step"] == 1
   assert run_dir.read_config(model_dir).lr == 1e-3
