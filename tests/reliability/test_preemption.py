@@ -14,17 +14,30 @@ import time
 
 import tensorflow as tf
 
+from svg_tf import checkpoints
 from svg_tf.run_dir import read_losses
 from tests.reliability.helpers import REFERENCE_STEPS, TrainProcess, progress_lines, run_train
 
 
+def _read_step(path):
+  """The step of the checkpoint at `path`, after reading back its index and every tensor."""
+  reader = tf.train.load_checkpoint(path)
+  for name in reader.get_variable_to_shape_map():
+    reader.get_tensor(name)
+  step = int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+  assert path.endswith(f"ckpt-{step}"), (path, step)
+  return step
+
+
 def _checkpoints(model_dir):
-  """(newest step the state file names, steps of all listed checkpoints, steps listed without
+  """(the step a restart resumes from, steps of all listed checkpoints, steps listed without
   files), after checking that every listed checkpoint with files is complete: its index and every
   tensor of its data read back.
 
-  An older listed checkpoint may lack its index where CheckpointManager's clean-up was cut short
-  (it deletes the oldest between two writes of the list); never the newest.
+  A restart takes the newest complete checkpoint (checkpoints.checkpoint_paths): the state file's
+  newest, or a newer ckpt-N whose files were all written when the kill came before the state file
+  was updated. An older listed checkpoint may lack its index where CheckpointManager's clean-up
+  was cut short (it deletes the oldest between two writes of the list); never the newest.
   """
   directory = os.path.join(str(model_dir), "checkpoints")
   state = tf.train.get_checkpoint_state(directory)
@@ -35,13 +48,12 @@ def _checkpoints(model_dir):
     if path != state.model_checkpoint_path and not tf.io.gfile.exists(path + ".index"):
       swept.append(int(path.rsplit("-", 1)[1]))
       continue
-    reader = tf.train.load_checkpoint(path)
-    for name in reader.get_variable_to_shape_map():
-      reader.get_tensor(name)
-    step = int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
-    assert path.endswith(f"ckpt-{step}"), (path, step)
-    steps.append(step)
-  return int(state.model_checkpoint_path.rsplit("-", 1)[1]), steps, swept
+    steps.append(_read_step(path))
+  newest = int(state.model_checkpoint_path.rsplit("-", 1)[1])
+  unlisted = checkpoints.checkpoint_paths(directory)[0]  # newest first
+  if int(unlisted.rsplit("-", 1)[1]) > newest:
+    newest = _read_step(unlisted)  # complete, or the restart's restore would fail
+  return newest, steps, swept
 
 
 def test_killed_and_preempted_runs_resume_where_they_saved_and_repeat_the_losses(
@@ -73,14 +85,14 @@ def test_killed_and_preempted_runs_resume_where_they_saved_and_repeat_the_losses
     trained = max(progress_lines(log))
     assert saved <= newest <= trained, (saved, newest, trained, run.tail())
     assert newest >= max(reported, default=0)  # a save that was reported is never lost
-    assert newest in listed
+    assert newest in listed or newest > max(listed, default=0)  # or complete, not yet listed
     if signum == signal.SIGTERM:
       assert code == 42, run.tail()
       assert f"preempted: checkpoint of step {newest} saved" in run.stdout
       assert newest == trained  # it stopped after the step it saved
     else:
       assert code == -signal.SIGKILL, run.tail()
-    kept = {f"ckpt-{s}" for s in listed}  # other files: left by a save or sweep cut short
+    kept = {f"ckpt-{s}" for s in listed + [newest]}  # others: left by a save or sweep cut short
     unfinished = sorted(p for p in os.listdir(model_dir / "checkpoints")
                         if p != "checkpoint" and p.split(".")[0] not in kept)
     history.append((trained, newest, unfinished, swept))
