@@ -60,8 +60,10 @@ def revision() -> Optional[str]:
   try:
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                          text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    dirty = subprocess.run(  # the records themselves are rewritten by a run of benches
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+         ":(exclude)bench/results"], cwd=root, capture_output=True, text=True,
+        check=True).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return None
   return rev + ("+changes" if dirty else "")
