@@ -39,38 +39,123 @@ def two_commands() -> str:
           "TensorBoard summaries and a sample GIF there:\n")
 
 
+def _ratio(r, base):
+  return f"{r['frames_per_s']:.1f} ({r['frames_per_s'] / base['frames_per_s']:.2f}x)"
+
+
+SPEED_ROWS = [  # (label, yardstick record, svg_tf record prefix, before-revision record prefix)
+    ("train SM-MNIST, batch 16", "yardstick_train_smmnist_b16", "train_step_smmnist_b16",
+     "train_step_before_smmnist_b16"),
+    ("train BAIR (VGG), batch 8", "yardstick_train_bair_b8", "train_step_bair_b8", None),
+    ("sample SM-MNIST, batch 16, 5 -> 25", "yardstick_generate_smmnist_b16", "sample_smmnist_b16",
+     "sample_before_smmnist_b16"),
+    ("sample BAIR, batch 8, 2 -> 28", "yardstick_generate_bair_b8", "sample_bair_b8",
+     "sample_before_bair_b8"),
+]
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+
 def train_speed() -> str:
-  yard = _r("yardstick_train_smmnist_b16")
-  rows = [("PyTorch reference (torch 2.13, 2 threads)", yard)]
-  for precision in ("float32", "mixed_bfloat16"):
-    rows.append((f"svg_tf {precision}", _r(f"train_step_smmnist_b16_{precision}")))
-  lines = [f"Measured back to back on this 2-core CPU ({_machine('yardstick_train_smmnist_b16')};"
-           " `bench/results/`):", "", "| | frames/s | vs PyTorch reference |", "|---|---|---|"]
-  for label, r in rows:
-    lines.append(f"| {label} | {r['frames_per_s']:.1f} | "
-                 f"{r['frames_per_s'] / yard['frames_per_s']:.2f}x |")
-  jit = {p: _r(f"train_step_smmnist_b16_{p}_jit") for p in ("float32", "mixed_bfloat16")}
-  plain = {p: _r(f"train_step_smmnist_b16_{p}") for p in ("float32", "mixed_bfloat16")}
-  lines += ["", "XLA (`--jit_compile`) on this CPU: "
-            f"{jit['float32']['step_ms_median'] / 1000:.2f} s per step in float32 and "
-            f"{jit['mixed_bfloat16']['step_ms_median'] / 1000:.2f} s in bfloat16, against "
+  lines = [f"Frames/s, measured alone and back to back on this 2-core CPU "
+           f"({_machine('yardstick_train_smmnist_b16')}; `bash bench/speed.sh`, records in "
+           "`bench/results/`), one run each; in brackets the ratio to the PyTorch yardstick "
+           "(torch 2.13, 2 threads) in the same run and, for sampling, to the yardstick's "
+           "`--encode_once` mode (each frame encoded once, as svg_tf does):", "",
+           "| work | PyTorch yardstick | svg_tf float32 | svg_tf mixed_bfloat16 | before: float32 | "
+           "before: mixed_bfloat16 |", "|---|---|---|---|---|---|"]
+  for label, yard_name, ours, before in SPEED_ROWS:
+    yard = _r(yard_name)
+    once = _r(f"{yard_name}_encode_once") if "generate" in yard_name else None
+    cells = [label, f"{yard['frames_per_s']:.1f}" + (
+        f" (`--encode_once` {once['frames_per_s']:.1f})" if once else "")]
+    for p in PRECISIONS:
+      r = _r(f"{ours}_{p}")
+      cells.append(f"{r['frames_per_s']:.1f} ({r['frames_per_s'] / yard['frames_per_s']:.2f}x"
+                   + (f", {r['frames_per_s'] / once['frames_per_s']:.2f}x" if once else "")
+                   + ")")
+    for p in PRECISIONS:
+      cells.append(_ratio(_r(f"{before}_{p}"), yard) if before else "-")
+    lines.append("| " + " | ".join(cells) + " |")
+  batch = {p: _r(f"sample_smmnist_b16_{p}_batch_bn") for p in PRECISIONS}
+  yard = _r("yardstick_generate_smmnist_b16")
+  bair_batch, bair_yard = _r("sample_bair_b8_float32_batch_bn"), _r("yardstick_generate_bair_b8")
+  lines += ["", f"\"before\" is the code at the start of this work (revision "
+            f"`{_before_revision()}`), run in the same session. Sampling on batch statistics "
+            "(`--generation_bn=batch`, what the reference and the yardstick do; no BatchNorm "
+            f"folding then): SM-MNIST float32 {_ratio(batch['float32'], yard)}, mixed_bfloat16 "
+            f"{_ratio(batch['mixed_bfloat16'], yard)}; BAIR float32 "
+            f"{_ratio(bair_batch, bair_yard)}."]
+  jit = {p: _r(f"train_step_smmnist_b16_{p}_jit") for p in PRECISIONS}
+  plain = {p: _r(f"train_step_smmnist_b16_{p}") for p in PRECISIONS}
+  lines += ["", "XLA (`--jit_compile`) on this CPU, recorded before this work: "
+            f"{jit['float32']['step_ms_median'] / 1000:.2f} s per SM-MNIST step in float32 and "
+            f"{jit['mixed_bfloat16']['step_ms_median'] / 1000:.2f} s in bfloat16; without it now "
             f"{plain['float32']['step_ms_median'] / 1000:.2f} s and "
-            f"{plain['mixed_bfloat16']['step_ms_median'] / 1000:.2f} s without it (medians of "
+            f"{plain['mixed_bfloat16']['step_ms_median'] / 1000:.2f} s (medians of "
             f"{plain['float32']['steps']} steps after {plain['float32']['warmup']} untimed ones)."]
   return "\n".join(lines) + "\n"
 
 
+PAIRED = [("train SM-MNIST, batch 16", "paired_train_smmnist_b16", (2.0, 3.5)),
+          ("sample SM-MNIST, batch 16, 5 -> 25", "paired_sample_smmnist_b16", (1.8, 3.0)),
+          ("sample BAIR, batch 8, 2 -> 28", "paired_sample_bair_b8", (1.8, 3.0))]
+
+
+def paired_speed() -> str:
+  lines = ["| work | rounds | svg_tf float32 | svg_tf mixed_bfloat16 | the issue's targets | "
+           "vs the yardstick's `--encode_once` |", "|---|---|---|---|---|---|"]
+  for label, name, (f32_target, bf16_target) in PAIRED:
+    r = _r(name)
+    m = r["median_ratios"]
+    once = (f"{m['float32_vs_encode_once']:.2f}x / {m['mixed_bfloat16_vs_encode_once']:.2f}x"
+            if "float32_vs_encode_once" in m else "-")
+    runs = lambda key: "/".join(f"{x['ratios'][key]:.2f}" for x in r["rounds"])
+    lines.append(f"| {label} | {len(r['rounds'])} | {m['float32']:.2f}x ({runs('float32')}) | "
+                 f"{m['mixed_bfloat16']:.2f}x ({runs('mixed_bfloat16')}) | >= {f32_target}x / "
+                 f">= {bf16_target}x | {once} |")
+  return "\n".join(lines) + "\n"
+
+
+def _before_revision() -> str:
+  """The revision the before_* records were made at (bench/speed.sh --before=REV)."""
+  return record.load("sample_before_smmnist_b16_float32").get("revision", "?")
+
+
+def roofline() -> str:
+  r = _r("roofline")
+  peaks = r["peaks"]
+  bf16_shapes = [s["gflop_per_s"] for s in peaks["mixed_bfloat16"]["shapes"]]
+  lines = [f"This machine's limit (`bench/roofline.py`, the same run): large float32 convolutions "
+           f"peak at {peaks['float32']['gflop_per_s']:.0f} GFLOP/s, bfloat16 ones at "
+           f"{peaks['mixed_bfloat16']['gflop_per_s']:,.0f} on their best shape (AMX; "
+           f"{min(bf16_shapes):,.0f}-{sorted(bf16_shapes)[-2]:,.0f} on the others). A generated "
+           f"frame is one forward pass ({r['forward_gflop_per_frame']['smmnist']:.2f} GFLOP for "
+           f"SM-MNIST, {r['forward_gflop_per_frame'].get('bair', 0):.2f} for BAIR's VGG), a "
+           "training frame three:", "",
+           "| record | frames/s | GFLOP/s | of this CPU's peak | limit, frames/s |",
+           "|---|---|---|---|---|"]
+  for b in r["benches"]:
+    if b["jit_compile"] or "before" in b["record"]:
+      continue
+    lines.append(f"| `{b['record'][:-5]}` | {b['frames_per_s']:.1f} | {b['gflop_per_s']:.0f} | "
+                 f"{100 * b['fraction_of_peak']:.0f}% | {b['limit_frames_per_s']:,.0f} |")
+  return "\n".join(lines) + "\n"
+
+
 def sample_speed() -> str:
-  yard = _r("yardstick_generate_smmnist_b16")
-  f32, bf16 = (_r(f"sample_smmnist_b16_{p}") for p in ("float32", "mixed_bfloat16"))
-  return (f"`bench/sample.py` (full SM-MNIST model, batch 16, {f32['n_past']} -> "
-          f"{f32['n_future']} frames) against the yardstick's `--generate`, back to back: PyTorch "
-          f"{yard['frames_per_s']:.1f} generated frames/s; svg_tf float32 "
-          f"{f32['frames_per_s']:.1f} ({f32['frames_per_s'] / yard['frames_per_s']:.2f}x), "
-          f"mixed_bfloat16 {bf16['frames_per_s']:.1f} "
-          f"({bf16['frames_per_s'] / yard['frames_per_s']:.2f}x).\n")
-
-
+  parts = []
+  for p in PRECISIONS:
+    e, wide = _r(f"evaluate_smmnist_{p}"), _r(f"sample_smmnist_b256_{p}")
+    parts.append(
+        f"{p}: {e['videos_x_samples_per_s']:.1f} videos x samples per second in all, sampling "
+        f"{e['frames_per_s']:.0f} frames/s and scoring (SSIM and PSNR of every sample) "
+        f"{100 * e['scoring_over_sampling']:.1f}% of the sampling time; at 256 rows per call "
+        f"{wide['frames_per_s']:.0f} frames/s")
+  e = _r("evaluate_smmnist_float32")
+  return (f"evaluate.py's whole loop (`bench/sample.py --evaluate`: {e['videos']} SM-MNIST test "
+          f"videos x {e['num_samples']} samples, {e['n_past']} -> {e['n_future']} frames, one "
+          f"video's samples per call, full-size model on this 2-core CPU): "
+          + "; ".join(parts) + ". The speed tables are under \"Speed\".\n")
 def input_speed() -> str:
   lines = ["| dataset | input pipeline | full-size training step | ratio (target >= 10) |",
            "|---|---|---|---|"]
@@ -91,11 +176,15 @@ def input_speed() -> str:
 def serve_speed() -> str:
   parts = []
   for preset, label in (("smmnist", "SM-MNIST"), ("bair", "BAIR")):
-    r = _r(f"serve_{preset}")
-    parts.append(f"{label} p50 {r['p50_ms'] / 1000:.1f} s over {r['requests']} requests (max "
-                 f"{r['max_ms'] / 1000:.1f} s; {r['frames_per_s']:.0f} generated frames/s)")
-  return ("through the loaded SavedModel. On this 2-core CPU, untrained full-size models: "
-          + "; ".join(parts) + ".\n")
+    for p in PRECISIONS:
+      r = _r(f"serve_{preset}" + ("" if p == "float32" else f"_{p}"))
+      parts.append(f"{label} {p} p50 {r['p50_ms'] / 1000:.1f} s over {r['requests']} "
+                   f"request{'s' if r['requests'] > 1 else ''} ({r['frames_per_s']:.0f} "
+                   f"generated frames/s; in process {r['in_process_frames_per_s']:.0f}, served "
+                   f"at {r['served_over_in_process']:.2f}x of it)")
+  return ("through the loaded SavedModel, and the same request through evaluate.py's sampler "
+          "in the exporting process. On this 2-core CPU, untrained full-size models, float32 and "
+          "`--precision=mixed_bfloat16` exports: " + "; ".join(parts) + ".\n")
 
 
 def serve_memory() -> str:
@@ -135,6 +224,23 @@ def precision_tracking() -> str:
           f"{h['skipped_mixed_float16']} step{'' if h['skipped_mixed_float16'] == 1 else 's'} "
           f"skipped by the loss scale, which ended at {h['final_loss_scale_mixed_float16']:g}: a "
           "skipped step leaves float16 an update behind while the loss falls fast).\n")
+
+
+def sample_tracking() -> str:
+  r = _r("sample_tracking_smmnist")
+  e = r["evaluation"]
+  gaps = r["mean_abs_gap_per_step"]
+  return (f"Samples in bfloat16 track float32's (`bench/sample_tracking.py`, `bench/results/sample_tracking_smmnist.json`: an SM-MNIST SVG-LP "
+          f"of width {r['base_filters']} trained {r['steps']} steps in float32, sampled in both "
+          f"precisions with the same weights, seed and noise, {r['videos']} test videos x "
+          f"{r['num_samples']} samples, {r['n_past']} -> {r['n_future']} frames): the mean "
+          f"absolute pixel difference grows from {gaps[0]:.4f} at the first generated frame to "
+          f"{gaps[-1]:.4f} at the last (PSNR of bfloat16 against float32 "
+          f"{r['psnr_bf16_vs_f32_first_step']:.1f} dB, then {r['psnr_bf16_vs_f32_last_step']:.1f}"
+          f" dB: each frame is fed back, so rounding differences grow); what the evaluation "
+          f"reports barely moves: best-of-{r['num_samples']} SSIM {e['mixed_bfloat16']['best_ssim']:.4f}"
+          f" against {e['float32']['best_ssim']:.4f}, PSNR {e['mixed_bfloat16']['best_psnr']:.2f}"
+          f" dB against {e['float32']['best_psnr']:.2f}.\n")
 
 
 def own_videos() -> str:
@@ -260,6 +366,7 @@ def memory() -> str:
 
 BLOCKS: Dict[str, Callable[[], str]] = {
     "two_commands": two_commands, "train_speed": train_speed, "sample_speed": sample_speed,
+    "roofline": roofline, "paired_speed": paired_speed, "sample_tracking": sample_tracking,
     "input_speed": input_speed, "serve_speed": serve_speed, "serve_memory": serve_memory,
     "precision_tracking": precision_tracking, "own_videos": own_videos, "memory": memory,
 }
