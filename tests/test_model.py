@@ -183,29 +183,62 @@ def test_skip_conv_equals_the_conv_of_the_concatenation(transpose):
   np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
-def test_batchnorm_gradient_equals_autodiff_of_the_formula():
-  """per_step_batch_norm's hand-written gradient against autodiff of tf.nn.moments BatchNorm."""
-  x = tf.random.stateless_normal([3, 4, 5, 5, 6], seed=[1, 2]) * 2 + 1  # (time, batch, h, w, c)
-  gamma = tf.random.stateless_normal([6], seed=[3, 4]) + 1
-  beta = tf.random.stateless_normal([6], seed=[5, 6])
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("dtype,shape,tolerance", [
+    ("float32", [3, 4, 5, 5, 6], 1e-4), ("float32", [2, 1, 1, 1, 3], 1e-4),
+    ("float32", [1, 3, 2, 7, 4], 1e-4), ("bfloat16", [3, 4, 5, 5, 6], 2e-2)])
+def test_batchnorm_gradient_equals_autodiff_of_the_formula(fused, dtype, shape, tolerance):
+  """per_step_batch_norm's gradients (the fused op per step on one replica's batch, or the
+  written-out form used when statistics are summed over replicas) against autodiff of
+  tf.nn.moments BatchNorm in float32; so are y and the per-step statistics. Shapes include 1x1
+  maps of one example per step (the statistics of a single value) and a single time step."""
+  x = tf.random.stateless_normal(shape, seed=[1, 2]) * 2 + 1  # (time, batch, h, w, c)
+  x = tf.cast(tf.cast(x, dtype), tf.float32)  # representable in dtype: both sides see the same x
+  c = shape[-1]
+  gamma = tf.random.stateless_normal([c], seed=[3, 4]) + 1
+  beta = tf.random.stateless_normal([c], seed=[5, 6])
   weights = tf.random.stateless_normal(x.shape, seed=[7, 8])  # a loss that is not symmetric
 
   def reference(x, gamma, beta):
     mean, var = tf.nn.moments(x, axes=[1, 2, 3], keepdims=True)
-    return tf.nn.batch_normalization(x, mean, var, beta, gamma, 1e-5)
+    return tf.nn.batch_normalization(x, mean, var, beta, gamma, 1e-5), mean, var
 
   def ours(x, gamma, beta):
-    return frame_nets.per_step_batch_norm(x, gamma, beta, 1e-5, lambda t: t)[0]
+    y, mean, var, count = frame_nets.per_step_batch_norm(
+        tf.cast(x, dtype), gamma, beta, 1e-5, None if fused else lambda t: t)
+    assert y.dtype == dtype and mean.dtype == var.dtype == tf.float32
+    assert float(count) == np.prod(shape[1:4])
+    return tf.cast(y, tf.float32), mean[:, None, None, None, :], var[:, None, None, None, :]
 
   results = []
   for fn in (reference, ours):
     with tf.GradientTape() as tape:
       tape.watch([x, gamma, beta])
-      y = fn(x, gamma, beta)
+      y, mean, var = fn(x, gamma, beta)
       loss = tf.reduce_sum(tf.square(y) * weights)
-    results.append([y] + tape.gradient(loss, [x, gamma, beta]))
-  for a, b in zip(*results):
-    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+    results.append([y, mean, var] + tape.gradient(loss, [x, gamma, beta]))
+  for name, a, b in zip(["y", "mean", "variance", "dx", "dgamma", "dbeta"], *results):
+    scale = np.abs(a).max()
+    np.testing.assert_allclose(b, a, rtol=tolerance, atol=tolerance * max(scale, 1.0),
+                               err_msg=name)
+
+
+def test_fused_batchnorm_serves_one_replica_and_the_written_form_several(monkeypatch):
+  """Which form runs: the fused op on one replica's batch (not under STOCK_KERNELS, nor with
+  statistics summed over replicas, nor when FUSED_BATCH_NORM is off)."""
+  x = tf.random.stateless_normal([2, 3, 4, 4, 5], seed=[1, 2])
+  ones = tf.ones([5])
+
+  def ops(*args, **kwargs):
+    graph = tf.function(lambda x: frame_nets.per_step_batch_norm(x, ones, 0 * ones, 1e-5, *args,
+                                                                 **kwargs)[0])
+    return {op.type for op in graph.get_concrete_function(x).graph.get_operations()}
+
+  assert "FusedBatchNormV3" in ops(None)
+  assert "FusedBatchNormV3" not in ops(lambda t: t)
+  assert "FusedBatchNormV3" not in ops(None, written_gradient=False)
+  monkeypatch.setattr(frame_nets, "FUSED_BATCH_NORM", False)
+  assert "FusedBatchNormV3" not in ops(None)
 
 
 @pytest.mark.parametrize("transpose,size,padding", [(False, 8, "same"), (True, 4, "same"),

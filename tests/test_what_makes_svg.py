@@ -124,15 +124,17 @@ def test_batchnorm_statistics_and_moving_update_against_numpy():
   np.testing.assert_allclose(norm.moving_mean.numpy(), 0.19 * mean.mean(0), rtol=1e-6)
 
 
-def test_batchnorm_variance_is_exact_where_the_one_pass_formula_is_not():
-  """A large mean against a small spread: E[x^2] - E[x]^2 loses most of its digits there."""
+@pytest.mark.parametrize("fused", [True, False])
+def test_batchnorm_variance_is_exact_where_the_one_pass_formula_is_not(fused):
+  """A large mean against a small spread: E[x^2] - E[x]^2 loses most of its digits there. Both
+  forms (the fused op on one replica, the op-by-op one summed over replicas) take two passes."""
   rng = np.random.default_rng(34)
   x = (1000.0 + 0.01 * rng.standard_normal((3, 4, 5, 5, 2))).astype(np.float32)
   x64 = x.astype(np.float64)
   var = x64.var(axis=(1, 2, 3))
   ones = np.ones(2, np.float32)
   _, _, variance, count = frame_nets.per_step_batch_norm(tf.constant(x), ones, 0 * ones, 1e-5,
-                                                         lambda t: t)
+                                                         None if fused else lambda t: t)
   assert float(count) == 4 * 5 * 5
   np.testing.assert_allclose(variance.numpy(), var, rtol=1e-3)
   xf = x.astype(np.float32)
