@@ -318,9 +318,11 @@ class ConvWeights(NamedTuple):
 
 
 def _split(layer, kernel, cx: int) -> Tuple[tf.Tensor, tf.Tensor]:
-  if isinstance(layer, keras.layers.Conv2DTranspose):  # kernel (kh, kw, filters, in)
-    return kernel[..., :cx], kernel[..., cx:]
-  return kernel[:, :, :cx, :], kernel[:, :, cx:, :]  # kernel (kh, kw, in, filters)
+  """The kernel's part on x and its part on the skip. A split, not two slices: the gradient of a
+  split is one concatenation, that of each slice a zero-filled kernel-sized tensor, then summed."""
+  axis = 3 if isinstance(layer, keras.layers.Conv2DTranspose) else 2  # the input-channel axis
+  part_x, part_skip = tf.split(kernel, [cx, kernel.shape[axis] - cx], axis=axis)
+  return part_x, part_skip
 
 
 def conv_weights(layer, in_channels: int, x_channels: Optional[int] = None,
@@ -376,7 +378,28 @@ def skip_conv(layer, x, skip, skip_index, kernels=CPU_KERNELS, term=None):
   if term is None:
     term = skip_term(layer, skip, cx, kernels, weights)
   y = unfold_time(_conv_only(layer, fold_time(x), weights.parts[0], kernels), x)
-  return y + tf.gather(term, skip_index) + weights.bias
+  return _add_per_step(y, term, skip_index) + weights.bias
+
+
+def _add_per_step(y, term, skip_index):
+  """y + tf.gather(term, skip_index), y and term time-major. With skip_index a Python list (as
+  in training), each run of steps that share a source is one broadcast addition: its gradient
+  is a sum over the run, where the gather's is a scatter (UnsortedSegmentSum, slow on CPUs)."""
+  if not isinstance(skip_index, (list, tuple)) or term.shape[0] is None:
+    return y + tf.gather(term, skip_index)
+  runs = []  # [source, number of consecutive steps]
+  for source in skip_index:
+    if runs and runs[-1][0] == source:
+      runs[-1][1] += 1
+    else:
+      runs.append([source, 1])
+  if term.shape[0] == 1:
+    return y + term  # broadcast over time
+  sources = tf.unstack(term, num=term.shape[0])
+  if len(runs) == 1:
+    return y + sources[runs[0][0]][None]
+  parts = tf.split(y, [length for _, length in runs], axis=0)
+  return tf.concat([part + sources[source][None] for part, (source, _) in zip(parts, runs)], 0)
 
 
 class ConvBlock(keras.layers.Layer):

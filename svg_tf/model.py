@@ -197,7 +197,11 @@ class SVG(keras.Model):
     g, _ = self.frame_predictor.sequence(predictor_in)  # (T-1, batch, g)
     sources = self.skip_sources(num_frames)
     used = sorted(set(sources))  # frames whose features feed some step's skips
-    used_skips = [tf.gather(s, used) for s in skips]  # (len(used), batch, h, w, c) each
+    if used == list(range(len(used))):  # the first frames (every skip rule but previous_frame)
+      used_skips = [tf.split(s, [len(used), num_frames - len(used)])[0] if len(used) < num_frames
+                    else s for s in skips]  # a split's gradient is a concatenation, no scatter
+    else:
+      used_skips = [tf.gather(s, used) for s in skips]  # (len(used), batch, h, w, c) each
     skip_index = [used.index(i) for i in sources]
     predicted = self.decoder(g, used_skips, skip_index=skip_index, bn_mode=bn_mode)  # (T-1, batch, H, W, C)
     terms = losses.per_example_losses(predicted, x[1:], kl, c.beta)

@@ -168,6 +168,27 @@ def test_config_rejects_bad_values_naming_the_field():
     config_lib.preset("smmnist", batch_size=0)
 
 
+@pytest.mark.parametrize("index", [[0, 1, 1, 1, 1, 1], [0, 0, 0], [2, 0, 1, 1, 2], [1, 1, 1, 1],
+                                   [0, 1, 2]])
+def test_per_step_skip_addition_equals_the_gather_with_its_gradients(index):
+  """`_add_per_step` (one broadcast add per run of steps sharing a source) against y +
+  tf.gather(term, index): values and gradients, with sources repeated, unused, out of order."""
+  y = tf.random.stateless_normal([len(index), 2, 3, 3, 4], seed=[1, 1])
+  sources = 1 if index == [0, 0, 0] else 3
+  term = tf.random.stateless_normal([sources, 2, 3, 3, 4], seed=[2, 2])
+  weights = tf.random.stateless_normal(y.shape, seed=[3, 3])
+  results = []
+  for fn in (lambda y, t: y + tf.gather(t, index),
+             lambda y, t: frame_nets._add_per_step(y, t, index)):  # pylint: disable=protected-access
+    with tf.GradientTape() as tape:
+      tape.watch([y, term])
+      out = fn(y, term)
+      loss = tf.reduce_sum(out * weights)
+    results.append([out] + [tf.convert_to_tensor(g) for g in tape.gradient(loss, [y, term])])
+  for a, b in zip(*results):
+    np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("transpose", [False, True])
 def test_skip_conv_equals_the_conv_of_the_concatenation(transpose):
   """The split convolution used by the decoder computes exactly conv([x_t, skip_s(t)])."""
