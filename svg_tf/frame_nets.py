@@ -397,9 +397,11 @@ def _add_per_step(y, term, skip_index):
     return y + term  # broadcast over time
   sources = tf.unstack(term, num=term.shape[0])
   if len(runs) == 1:
-    return y + sources[runs[0][0]][None]
+    return y + tf.expand_dims(sources[runs[0][0]], 0)
   parts = tf.split(y, [length for _, length in runs], axis=0)
-  return tf.concat([part + sources[source][None] for part, (source, _) in zip(parts, runs)], 0)
+  # expand_dims, not [None]: a strided slice's gradient is a full StridedSliceGrad.
+  return tf.concat([part + tf.expand_dims(sources[source], 0)
+                    for part, (source, _) in zip(parts, runs)], 0)
 
 
 class ConvBlock(keras.layers.Layer):
