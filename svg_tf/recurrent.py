@@ -111,8 +111,10 @@ class LSTMStack(keras.layers.Layer):
     for cell, cell_state in zip(self.cells, state):
       projected = cell.input_projection(h_seq)  # (time, batch, 4 units) in one matmul
       outputs = []
-      for t in range(x.shape[0]):
-        h, cell_state = cell.recurrent_step(projected[t], cell_state)
+      # Unstacked, not indexed: the gradient of an unstack is one stack, that of each index a
+      # zero-filled (time, batch, 4 units) tensor, summed over the steps.
+      for projected_t in tf.unstack(projected, num=x.shape[0]):
+        h, cell_state = cell.recurrent_step(projected_t, cell_state)
         outputs.append(h)
       h_seq = tf.stack(outputs)
       new_state.append(cell_state)

@@ -84,6 +84,36 @@ def test_gaussian_lstm_sequence_equals_steps_and_returns_a_distribution():
   assert not np.allclose(state[0][0], 0)  # the state moved
 
 
+def test_lstm_sequence_has_the_gradients_of_its_steps():
+  """The sequence form projects every step's input in one matmul and unstacks it; its gradients
+  (inputs and every weight) equal those of the step-by-step form, each step at its own time."""
+  net = GaussianLSTM(units=6, layers=2, z_dim=3)
+  net.build((None, 4))
+  x = tf.random.stateless_normal([5, 2, 4], seed=[3, 4])
+  weights = tf.random.stateless_normal([5, 2, 3], seed=[5, 6])  # a different weight per step
+
+  def loss_of(run):
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      loss = tf.reduce_sum(run() * weights)
+    return tape.gradient(loss, [x] + net.trainable_variables)
+
+  def steps():
+    state, means = net.zero_state(2), []
+    for t in range(5):
+      dist, state = net.step(x[t], state)
+      means.append(dist.mean() + dist.stddev())
+    return tf.stack(means)
+
+  def sequence():
+    dist = net.sequence(x)[0]
+    return dist.mean() + dist.stddev()
+
+  for got, want in zip(loss_of(sequence), loss_of(steps)):
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.abs(want).max() > 0
+
+
 def test_encoder_normalises_each_time_step_like_separate_calls(tiny_config):
   """One batched call over time == the reference's one encoder call per frame (batch statistics)."""
   model = SVG(tiny_config)
