@@ -378,7 +378,8 @@ def skip_conv(layer, x, skip, skip_index, kernels=CPU_KERNELS, term=None):
   if term is None:
     term = skip_term(layer, skip, cx, kernels, weights)
   y = unfold_time(_conv_only(layer, fold_time(x), weights.parts[0], kernels), x)
-  return _add_per_step(y, term, skip_index) + weights.bias
+  # The bias joins the skip part (sources, not time steps): one pass over y fewer.
+  return _add_per_step(y, term + weights.bias, skip_index)
 
 
 def _add_per_step(y, term, skip_index):
