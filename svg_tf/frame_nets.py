@@ -21,8 +21,9 @@ BN_MOVING = "moving"  # moving averages (inference: output independent of the re
 _BN_MODES = (BN_TRAIN, BN_BATCH, BN_MOVING)
 
 # Which gradient kernels the layers use (svg_tf.trainer picks them by the replicas' device):
-CPU_KERNELS = "cpu"  # tuned on CPUs: hand-written BatchNorm gradient; bfloat16 kernel gradients
-                     # of small feature maps by im2col matmul
+CPU_KERNELS = "cpu"  # tuned on CPUs: fused BatchNorm with a hand-written gradient across
+                     # replicas; the smallest strided convolutions by matmul; bfloat16 kernel
+                     # gradients of other small feature maps by im2col matmul
 STOCK_KERNELS = "stock"  # TensorFlow's own gradients (autodiff BatchNorm, Conv2DBackpropFilter):
                          # what GPU and TPU compilers fuse and tune
 KERNELS = (CPU_KERNELS, STOCK_KERNELS)
@@ -35,7 +36,9 @@ FUSED_BATCH_NORM = True
 def set_kernels(root: keras.layers.Layer, kernels: str):
   """Makes every conv block, BatchNorm and decoder under `root` use `kernels` (KERNELS).
 
-  Only gradients differ: the forward pass is the same computation either way.
+  The forward pass is the same function either way; CPU_KERNELS' fused BatchNorm and matmul
+  forms of the smallest strided convolutions round differently (FUSED_BATCH_NORM,
+  SMALL_STRIDED_CONVS_BY_MATMUL).
   """
   if kernels not in KERNELS:
     raise ValueError(f"kernels={kernels!r}: must be one of {', '.join(KERNELS)}")
@@ -273,15 +276,112 @@ def _whole_input_matmul(x, kernel, transpose: bool):
                     [n, 1, 1, kernel.shape[3]])
 
 
+# Stride-2 4x4 convolutions with SAME padding at the smallest feature maps (input 8x8 or less;
+# transposed: output 8x8 or less) as matrix products: oneDNN runs them as convolutions at a
+# fraction of its matmul speed (bfloat16 on this CPU: 1.8-2.6x slower at batch 16 to 240).
+# False keeps oneDNN's convolutions (see FUSED_BATCH_NORM).
+SMALL_STRIDED_CONVS_BY_MATMUL = True
+_PARITY_TAPS = {0: ((-1, 3), (0, 1)), 1: ((0, 2), (1, 0))}  # (input offset, kernel tap) per parity
+
+
+def _s2d_patches(y):
+  """The 4x4 patches at stride 2 of y (n, 2h, 2w, c) under SAME padding (one pixel each side),
+  flattened to (n h w, 16 c) in `_patch_matrix`'s row order: after the padding, space-to-depth
+  makes each patch 2x2 blocks of 4c channels, so the patches are 4 shifted slices."""
+  h, w, c = y.shape[1] // 2, y.shape[2] // 2, y.shape[3]
+  blocks = tf.nn.space_to_depth(tf.pad(y, [[0, 0], [1, 1], [1, 1], [0, 0]]), 2)
+  patches = tf.concat([blocks[:, py:py + h, px:px + w] for py in (0, 1) for px in (0, 1)], -1)
+  return tf.reshape(patches, [-1, 16 * c])
+
+
+def _patch_matrix(kernel):
+  """A (4, 4, c, o) kernel as the (16 c, o) matrix that multiplies `_s2d_patches`."""
+  c, o = kernel.shape[2], kernel.shape[3]
+  blocks = tf.reshape(kernel, [2, 2, 2, 2, c, o])  # (py, qy, px, qx): tap (2 py + qy, 2 px + qx)
+  return tf.reshape(tf.transpose(blocks, [0, 2, 1, 3, 4, 5]), [16 * c, o])
+
+
+def _kernel_of_patch_matrix(matrix, c: int, o: int):
+  """The inverse of `_patch_matrix`."""
+  blocks = tf.reshape(matrix, [2, 2, 2, 2, c, o])  # (py, px, qy, qx)
+  return tf.reshape(tf.transpose(blocks, [0, 2, 1, 3, 4, 5]), [4, 4, c, o])
+
+
+def _subpixel_conv_transpose(x, kernel):
+  """conv2d_transpose(x, kernel (4, 4, c, cx), stride 2, SAME): output pixel (2m + a, 2n + b)
+  takes 2x2 input pixels through 2x2 of the kernel's taps, so each of the 4 output parities is
+  one matmul of 2x2 input patches, and depth-to-space interleaves them. Every output is one
+  dot product (one rounding, as in the convolution)."""
+  n, h, w, cx = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
+  padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+  shifted = {(dy, dx): padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
+             for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+  parities = []
+  for a in (0, 1):
+    for b in (0, 1):
+      taps = [(dy, u, dx, v) for dy, u in _PARITY_TAPS[a] for dx, v in _PARITY_TAPS[b]]
+      patches = tf.concat([shifted[(dy, dx)] for dy, _, dx, _ in taps], -1)
+      matrix = tf.concat([tf.transpose(kernel[u, v]) for _, u, _, v in taps], 0)  # (4 cx, c)
+      parities.append(tf.linalg.matmul(tf.reshape(patches, [-1, 4 * cx]), matrix))
+  out = tf.reshape(tf.stack(parities, axis=1), [n, h, w, 4 * kernel.shape[2]])
+  return tf.nn.depth_to_space(out, 2)
+
+
+def _strided_conv_by_matmul(y, kernel):
+  """conv2d(y, kernel (4, 4, c, o), 2, SAME) as one matmul over `_s2d_patches`; its input
+  gradient is `_subpixel_conv_transpose`, its kernel gradient one matmul."""
+
+  @tf.custom_gradient
+  def conv(y, kernel):
+    n, h, w = tf.shape(y)[0], y.shape[1] // 2, y.shape[2] // 2
+    c, o = kernel.shape[2], kernel.shape[3]
+    patches, matrix = _s2d_patches(y), _patch_matrix(kernel)
+
+    def grad(d_out):
+      d_flat = tf.reshape(d_out, [-1, o])
+      d_kernel = tf.linalg.matmul(patches, d_flat, transpose_a=True)
+      return _subpixel_conv_transpose(d_out, kernel), _kernel_of_patch_matrix(d_kernel, c, o)
+
+    return tf.reshape(tf.linalg.matmul(patches, matrix), [n, h, w, o]), grad
+
+  return conv(y, kernel)
+
+
+def _strided_conv_transpose_by_matmul(x, kernel):
+  """conv2d_transpose(x, kernel (4, 4, c, cx), 2, SAME) by `_subpixel_conv_transpose`; its input
+  gradient is the convolution as one matmul over `_s2d_patches`, its kernel gradient another."""
+
+  @tf.custom_gradient
+  def conv_transpose(x, kernel):
+    n, h, w = tf.shape(x)[0], x.shape[1], x.shape[2]
+    c, cx = kernel.shape[2], kernel.shape[3]
+
+    def grad(d_out):
+      patches = _s2d_patches(d_out)
+      d_x = tf.reshape(tf.linalg.matmul(patches, _patch_matrix(kernel)), [n, h, w, cx])
+      d_kernel = tf.linalg.matmul(patches, tf.reshape(x, [-1, cx]), transpose_a=True)
+      return d_x, _kernel_of_patch_matrix(d_kernel, c, cx)
+
+    return _subpixel_conv_transpose(x, kernel), grad
+
+  return conv_transpose(x, kernel)
+
+
 def _conv_only(layer, x, kernel, kernels=CPU_KERNELS):
   """`layer`'s convolution (no bias) of 4-D x with `kernel` (layer.kernel or a slice of it); with
-  CPU_KERNELS, bfloat16 kernel gradients of small feature maps by im2col matmul."""
+  CPU_KERNELS, the smallest stride-2 4x4 ones by matmul (`_strided_conv_by_matmul`) and bfloat16
+  kernel gradients of other small feature maps by im2col matmul."""
   padding = layer.padding.upper()
   stride = layer.strides[0]
   k = layer.kernel_size[0]
   transpose = isinstance(layer, keras.layers.Conv2DTranspose)
   if padding == "VALID" and x.shape[1] == x.shape[2] == (1 if transpose else k):
     return _whole_input_matmul(x, kernel, transpose)
+  if (kernels == CPU_KERNELS and SMALL_STRIDED_CONVS_BY_MATMUL and padding == "SAME"
+      and stride == 2 and k == 4 and None not in x.shape[1:3]
+      and max(x.shape[1:3]) <= (4 if transpose else 8)
+      and (transpose or x.shape[1] % 2 == x.shape[2] % 2 == 0)):
+    return (_strided_conv_transpose_by_matmul if transpose else _strided_conv_by_matmul)(x, kernel)
   if transpose:
     h, w = x.shape[1], x.shape[2]
     out_h, out_w = (h * stride, w * stride) if padding == "SAME" else (

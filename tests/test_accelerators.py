@@ -198,9 +198,10 @@ def _gradients(t, frames):
 @pytest.mark.parametrize("precision,tolerance", [("float32", 1e-4), ("mixed_bfloat16", 3e-2)])
 def test_cpu_and_stock_kernels_give_the_same_gradients(tiny_config, precision, tolerance, caplog,
                                                       monkeypatch):
-  """The CPU-tuned gradients (hand-written BatchNorm gradient; under bfloat16, im2col kernel
-  gradients of maps of 8x8 and less) against TensorFlow's own, on this CPU: equal to the
-  precision's tolerance, relative to each variable's largest gradient element.
+  """The CPU-tuned gradients (hand-written BatchNorm gradient; the smallest stride-2
+  convolutions by matmul; under bfloat16, im2col kernel gradients of other small maps) against
+  TensorFlow's own, on this CPU: equal to the precision's tolerance, relative to each variable's
+  largest gradient element.
 
   Both run the same forward pass (the op-by-op BatchNorm): with the fused one, which rounds
   differently, a single activation that lands on the other side of a LeakyReLU kink changes this

@@ -307,12 +307,45 @@ def test_bfloat16_small_map_convolutions_have_the_right_gradients(transpose, siz
   x32, k32 = tf.cast(tf.cast(x, tf.bfloat16), tf.float32), tf.cast(tf.cast(layer.kernel, tf.bfloat16), tf.float32)
   with tf.GradientTape() as tape:
     tape.watch([x32, k32])
-    y32 = frame_nets._conv_only(layer, frame_nets.fold_time(x32), k32)
+    y32 = frame_nets._conv_only(layer, frame_nets.fold_time(x32), k32, frame_nets.STOCK_KERNELS)
     loss = tf.reduce_sum(y32 * tf.reshape(tf.random.stateless_normal(y.shape, seed=[3, 4]), y32.shape))
   ref = tape.gradient(loss, [x32, k32])
   assert y.dtype == tf.bfloat16
   np.testing.assert_allclose(tf.cast(ours[0], tf.float32), ref[0], rtol=0.05, atol=0.05)
   np.testing.assert_allclose(tf.cast(ours[1], tf.float32), ref[1], rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("size", [8, 6, 4, 2])  # the convolution's input; transposed: its output
+def test_smallest_strided_convolutions_by_matmul_equal_tensorflows(transpose, size):
+  """The matmul forms of the stride-2 4x4 convolutions at the smallest maps (conv input, or
+  transposed-conv output, 8x8 or less) give TensorFlow's convolution and its gradients, for any
+  batch; CPU_KERNELS use them, STOCK_KERNELS not."""
+  cls = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
+  layer = cls(6, 4, 2, "same")
+  layer.build((None, None, None, 5))
+  shape = [3, size // 2, size // 2, 5] if transpose else [3, size, size, 5]
+  x = tf.random.stateless_normal(shape, seed=[1, 2])
+  weights = tf.random.stateless_normal([3, size, size, 6] if transpose else
+                                       [3, size // 2, size // 2, 6], seed=[3, 4])
+
+  def run(kernels):
+    @tf.function(input_signature=[tf.TensorSpec([None] + shape[1:])])
+    def values_and_gradients(x):
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = frame_nets._conv_only(layer, x, layer.kernel, kernels)  # pylint: disable=protected-access
+        loss = tf.reduce_sum(y * weights)
+      return [y] + tape.gradient(loss, [x, layer.kernel])
+    ops = {op.type for op in values_and_gradients.get_concrete_function().graph.get_operations()}
+    return values_and_gradients(x), ops
+
+  ours, our_ops = run(frame_nets.CPU_KERNELS)
+  theirs, their_ops = run(frame_nets.STOCK_KERNELS)
+  assert not our_ops & {"Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter"}
+  assert ("Conv2DBackpropInput" if transpose else "Conv2D") in their_ops
+  for got, want in zip(ours, theirs):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
 def test_action_conditioning_adds_the_action_to_the_predictor_input():
