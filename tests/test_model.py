@@ -293,9 +293,11 @@ def test_fused_batchnorm_serves_one_replica_and_the_written_form_several(monkeyp
 
 
 @pytest.mark.parametrize("transpose,size,padding", [(False, 8, "same"), (True, 4, "same"),
+                                                    (False, 16, "same"), (True, 8, "same"),
                                                     (False, 4, "valid"), (True, 1, "valid")])
 def test_bfloat16_small_map_convolutions_have_the_right_gradients(transpose, size, padding):
-  """The matmul kernel gradient used for bfloat16 on small maps equals TF's own (in float32)."""
+  """The matmul kernel gradient used for bfloat16 on small maps equals TF's own (in float32);
+  for the stride-2 convolutions, by space-to-depth patches, not extract_patches."""
   cls = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
   layer = cls(6, 4, 2 if padding == "same" else 1, padding, dtype="mixed_bfloat16")
   x = tf.random.stateless_normal([1, 3, size, size, 5], seed=[1, 2])
@@ -304,6 +306,10 @@ def test_bfloat16_small_map_convolutions_have_the_right_gradients(transpose, siz
     y = frame_nets.apply_conv(layer, x)
     loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.random.stateless_normal(y.shape, seed=[3, 4]))
   ours = tape.gradient(loss, [x, layer.kernel])
+  if padding == "same":
+    graph = tf.function(lambda x: tf.gradients(frame_nets.apply_conv(layer, x), layer.kernel)
+                        ).get_concrete_function(x).graph
+    assert "ExtractImagePatches" not in {op.type for op in graph.get_operations()}
   x32, k32 = tf.cast(tf.cast(x, tf.bfloat16), tf.float32), tf.cast(tf.cast(layer.kernel, tf.bfloat16), tf.float32)
   with tf.GradientTape() as tape:
     tape.watch([x32, k32])
