@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every record of the README's Speed section, run back to back on an otherwise idle machine
-# (about 35 minutes on 2 cores), then the roofline over them. The README's blocks are rendered
+# (about 50 minutes on 2 cores), then the roofline over them. The README's blocks are rendered
 # from the records afterwards: python bench/report.py --write.
 #
 #   bash bench/speed.sh                 # svg_tf and the PyTorch yardstick
@@ -50,6 +50,15 @@ ours serve serve_smmnist --preset=smmnist --requests=5
 ours serve serve_smmnist_mixed_bfloat16 --preset=smmnist --requests=5 --precision=mixed_bfloat16
 ours serve serve_bair --preset=bair --requests=1 --warmup=0
 ours serve serve_bair_mixed_bfloat16 --preset=bair --requests=1 --warmup=0 --precision=mixed_bfloat16
+
+# Where each workload's time goes, and which part of the gap to its target is this CPU's
+# (against the yardstick records above).
+for p in float32 mixed_bfloat16; do
+  ours attribution "attribution_train_smmnist_b16_$p" --work=train --dataset=smmnist --precision=$p
+  ours attribution "attribution_train_bair_b8_$p" --work=train --dataset=bair --precision=$p --steps=2 --warmup=1
+  ours attribution "attribution_sample_smmnist_b16_$p" --work=sample --dataset=smmnist --precision=$p
+  ours attribution "attribution_sample_bair_b8_$p" --work=sample --dataset=bair --precision=$p --steps=3
+done
 
 if [ -n "$before" ]; then  # the same benches on the code of revision $before
   tree=$(mktemp -d)/before
