@@ -4,7 +4,9 @@ The split must happen before TensorFlow initialises its runtime, hence here, at 
 Single-replica tests use the default strategy and are unaffected.
 """
 
+import fcntl
 import os
+import shutil
 import sys
 
 import pytest
@@ -42,6 +44,30 @@ def short_config(tiny_config):
   training steps: tracing the replicated step (not running it) is what costs, and it grows with
   the unrolled LSTM steps; what these tests assert does not depend on the sequence length."""
   return tiny_config.replace(n_future=1, predictor_rnn_layers=1)
+
+
+def shared_path(tmp_path_factory, name, build):
+  """The folder `name`, filled by `build(path)` once per test session, whichever pytest-xdist worker
+  asks for it first; a worker that asks meanwhile waits for it, and every later one reuses it.
+
+  A module- or session-scoped fixture is otherwise built once per worker that runs its tests, and
+  again each time --dist worksteal hands a worker the rest of a module it had left: the expensive
+  ones (a trained run, evaluations, CLI conversions) build their files through this. What `build`
+  writes must not depend on the worker, and the tests that use it must not change it (they copy
+  it first, as they did with the module's own copy)."""
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # the session's folder, which holds every worker's basetemp
+  path = root / "shared" / name
+  path.parent.mkdir(exist_ok=True)
+  with open(f"{path}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, whatever happens
+    if not os.path.exists(f"{path}.done"):
+      shutil.rmtree(path, ignore_errors=True)  # what a build that failed part way left
+      path.mkdir()
+      build(path)
+      open(f"{path}.done", "w").close()
+  return path
 
 
 def pytest_collection_modifyitems(config, items):

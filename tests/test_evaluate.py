@@ -14,7 +14,7 @@ import tensorflow as tf
 from pipelines import inputs
 from svg_tf import checkpoints, evaluation, metrics, strategies, train_loop
 from svg_tf.model import SVG
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shared_path
 
 
 class PerfectSampleSampler:
@@ -129,13 +129,13 @@ def test_two_replicas_sample_what_one_does(tiny_config):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-  """A tiny SVG-LP trained for 2 steps on SM-MNIST, and its run directory."""
+  """A tiny SVG-LP trained for 2 steps on SM-MNIST, and its run directory (trained once per
+  session, whichever worker asks first: the tests only read it)."""
   from svg_tf import config
   cfg = config.preset("smmnist", base_filters=4, g_dim=8, rnn_size=16, z_dim=3, batch_size=4,
                       n_past=2, n_future=3, train_steps=2)
-  model_dir = str(tmp_path_factory.mktemp("run") / "lp")
-  train_loop.train(cfg, model_dir, inputs.train_input_fn(cfg))
-  return model_dir
+  build = lambda root: train_loop.train(cfg, str(root / "lp"), inputs.train_input_fn(cfg))
+  return str(shared_path(tmp_path_factory, "evaluate_trained_run", build) / "lp")
 
 
 def evaluate_run(model_dir, out, n_past, n_future, max_videos, **kwargs):

@@ -18,7 +18,7 @@ import tensorflow as tf
 from pipelines import inputs
 from svg_tf import checkpoints, evaluation, evaluation_shards
 from svg_tf import config as config_lib
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shared_path
 from tests.test_evaluate import evaluate_run
 from tests.test_export import TINY, sensitised_model, write_run
 
@@ -44,36 +44,47 @@ def assert_one_line_error(out, *needles):
     assert needle in lines[-1], (needle, lines[-1])
 
 
+# The three fixtures below are built once per session, whichever worker asks first (the tests
+# only read them, or copy them before changing them): tests/conftest.py's shared_path.
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   """A tiny SM-MNIST SVG-LP run directory (untrained, latents that matter), named lp."""
-  path = str(tmp_path_factory.mktemp("run") / "lp")
-  write_run(path, sensitised_model(config_lib.preset("smmnist", **TINY)))
-  return path
+  build = lambda root: write_run(str(root / "lp"),
+                                 sensitised_model(config_lib.preset("smmnist", **TINY)))
+  return str(shared_path(tmp_path_factory, "shards_run", build) / "lp")
 
 
 @pytest.fixture(scope="module")
 def unsharded(run_dir, tmp_path_factory):
   """One unsharded evaluation, in this process, with the shards' settings."""
-  out = str(tmp_path_factory.mktemp("unsharded"))
-  evaluate_run(run_dir, out, label="lp", **SETTINGS)
-  return out
+  build = lambda out: evaluate_run(run_dir, str(out), label="lp", **SETTINGS)
+  return str(shared_path(tmp_path_factory, "shards_unsharded", build))
 
 
 @pytest.fixture(scope="module")
 def shard_dirs(run_dir, tmp_path_factory):
-  """Two shards, each written by its own evaluate.py process into its own folder."""
-  root = tmp_path_factory.mktemp("shards")
-  dirs = []
-  for i in range(2):
-    folder = str(root / f"host{i}")
-    out = evaluate_cli(f"--model_dir={run_dir}", *FLAGS, "--num_shards=2",
-                       f"--shard_index={i}", f"--out={folder}")
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert f"evaluate | {3 - i}/{3 - i} videos" in out.stderr  # only its share is sampled
-    assert os.listdir(folder) == [evaluation_shards.shard_name(i, 2)]  # no metrics.json
-    dirs.append(folder)
-  return dirs
+  """Two shards, each written by its own evaluate.py process into its own folder (the two
+  processes run at once, as on two hosts)."""
+  def build(root):
+    folders = [str(root / f"host{i}") for i in range(2)]
+    procs = [subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "evaluate.py"), f"--model_dir={run_dir}", *FLAGS,
+         "--num_shards=2", f"--shard_index={i}", f"--out={folder}"], cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for i, folder in enumerate(folders)]
+    try:
+      outs = [proc.communicate(timeout=300) for proc in procs]
+    finally:
+      for proc in procs:
+        if proc.poll() is None:
+          proc.kill()
+          proc.wait()
+    for i, (proc, (_, stderr), folder) in enumerate(zip(procs, outs, folders)):
+      assert proc.returncode == 0, stderr[-3000:]
+      assert f"evaluate | {3 - i}/{3 - i} videos" in stderr  # only its share is sampled
+      assert os.listdir(folder) == [evaluation_shards.shard_name(i, 2)]  # no metrics.json
+  root = shared_path(tmp_path_factory, "shards_cli", build)
+  return [str(root / f"host{i}") for i in range(2)]
 
 
 def _events(out):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from svg_tf.run_dir import read_losses
+from tests.conftest import shared_path
 from tests.reliability.helpers import REFERENCE_STEPS, TINY, run_train
 
 
@@ -29,11 +30,13 @@ def run_flags(mnist_npz) -> list:
 
 @pytest.fixture(scope="session")
 def reference(run_flags, tmp_path_factory) -> list:
-  """losses.jsonl of one uninterrupted single-process run of REFERENCE_STEPS steps."""
-  model_dir = tmp_path_factory.mktemp("reference") / "run"
-  out = run_train(*run_flags, f"--train_steps={REFERENCE_STEPS}", "--checkpoint_every=20",
-                  f"--model_dir={model_dir}")
-  assert out.returncode == 0, out.stderr[-4000:]
+  """losses.jsonl of one uninterrupted single-process run of REFERENCE_STEPS steps (run once per
+  session, whichever worker asks first)."""
+  def build(root):
+    out = run_train(*run_flags, f"--train_steps={REFERENCE_STEPS}", "--checkpoint_every=20",
+                    f"--model_dir={root / 'run'}")
+    assert out.returncode == 0, out.stderr[-4000:]
+  model_dir = shared_path(tmp_path_factory, "reliability_reference", build) / "run"
   losses = read_losses(model_dir)
   assert [e["step"] for e in losses] == list(range(1, REFERENCE_STEPS + 1))
   assert all(e["applied"] for e in losses)

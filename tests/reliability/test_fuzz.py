@@ -5,7 +5,6 @@ a hang is seen as one; every case must end in a valid result or a clean refusal,
 peak memory must stay bounded."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,42 +17,36 @@ from tests.reliability.helpers import subprocess_env
 # family: (cases, peak RSS allowed in MB). A tiny model and tiny files; the server's caps bound a
 # request's memory. TensorFlow alone takes about 600 MB.
 FAMILIES = {"tfrecords": (60, 1200), "videos": (150, 400), "server": (160, 1500)}
-TIMEOUT_S = 240  # all three at once, on 2 cores beside other tests; alone they take about 60 s
+TIMEOUT_S = 240  # on 2 cores beside other tests; alone the slowest family takes about 50 s
 
 
-def test_fuzzed_inputs_end_in_a_result_or_a_clean_error(tmp_path):
+# One test per family (each was already its own process): three shorter tests that pytest-xdist
+# can spread, instead of one that ran the three processes at once.
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_fuzzed_inputs_end_in_a_result_or_a_clean_error(family, tmp_path):
+  cases, peak_mb = FAMILIES[family]
   started = time.monotonic()
-  procs = {}
-  for family, (cases, _) in FAMILIES.items():
-    os.makedirs(tmp_path / family)
-    procs[family] = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.fuzz_cases", family, "--seed=2026",
-         f"--cases={cases}", f"--workdir={tmp_path / family}"], cwd=ROOT, env=subprocess_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  outputs = {}
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "tests.reliability.fuzz_cases", family, "--seed=2026",
+       f"--cases={cases}", f"--workdir={tmp_path}"], cwd=ROOT, env=subprocess_env(),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
-    for family, proc in procs.items():
-      left = max(1.0, TIMEOUT_S - (time.monotonic() - started))
-      try:
-        outputs[family] = proc.communicate(timeout=left)
-      except subprocess.TimeoutExpired:
-        pytest.fail(f"{family}: no answer within {TIMEOUT_S} s (a hang?)")
+    stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
+  except subprocess.TimeoutExpired:
+    pytest.fail(f"{family}: no answer within {TIMEOUT_S} s (a hang?)")
   finally:
-    for proc in procs.values():
-      if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-  for family, (stdout, stderr) in outputs.items():
-    cases, peak_mb = FAMILIES[family]
-    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    assert procs[family].returncode == 0 and lines and "done" in lines[-1], (
-        f"{family} crashed (exit {procs[family].returncode}):\n{stderr[-3000:]}")
-    results = lines[:-1]
-    bad = [r for r in results if r["outcome"] == "BAD"]
-    assert not bad, family + ":\n" + "\n".join(f"{r['what']}: {r['detail']}" for r in bad)
-    outcomes = {o: sum(r["outcome"] == o for r in results) for o in ("ok", "clean error")}
-    print(family, outcomes, f"peak {lines[-1]['peak_rss_mb']} MB")
-    assert len(results) >= cases
-    assert outcomes["clean error"] > 0 and outcomes["ok"] > 0  # damage seen, and not only
-    assert lines[-1]["peak_rss_mb"] < peak_mb, (family, lines[-1])
-  print(f"{sum(c for c, _ in FAMILIES.values())} cases in {time.monotonic() - started:.0f} s")
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+  lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+  assert proc.returncode == 0 and lines and "done" in lines[-1], (
+      f"{family} crashed (exit {proc.returncode}):\n{stderr[-3000:]}")
+  results = lines[:-1]
+  bad = [r for r in results if r["outcome"] == "BAD"]
+  assert not bad, family + ":\n" + "\n".join(f"{r['what']}: {r['detail']}" for r in bad)
+  outcomes = {o: sum(r["outcome"] == o for r in results) for o in ("ok", "clean error")}
+  print(family, outcomes, f"peak {lines[-1]['peak_rss_mb']} MB")
+  assert len(results) >= cases
+  assert outcomes["clean error"] > 0 and outcomes["ok"] > 0  # damage seen, and not only
+  assert lines[-1]["peak_rss_mb"] < peak_mb, (family, lines[-1])
+  print(f"{cases} cases in {time.monotonic() - started:.0f} s")
