@@ -10,7 +10,7 @@ Initialisation is the reference's (`utils.init_weights`): conv and dense kernels
 zero bias, BatchNorm gamma N(1, 0.02) and beta 0.
 """
 
-from typing import List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -272,17 +272,24 @@ def _s2d_applies(y, kernel_size: int, stride: int, padding: str) -> bool:
           and y.shape[1] % 2 == y.shape[2] % 2 == 0)
 
 
-def _whole_input_matmul(x, kernel, transpose: bool):
+def _whole_input_matrix(kernel, transpose: bool):
+  """The matrix `_whole_input_matmul` multiplies by: (in, k k out) for a transposed kernel
+  (k, k, out, in), (k k in, out), x's (i, j, in) order, for a kernel (k, k, in, out)."""
+  if transpose:
+    return tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [kernel.shape[3], -1])
+  return tf.reshape(kernel, [-1, kernel.shape[3]])
+
+
+def _whole_input_matmul(x, kernel, transpose: bool, matrix=None):
   """The convolution of `_conv_only` when its kernel spans the whole input (valid padding, k x k
   input -> 1 x 1), or the transposed one when the input is one pixel (1 x 1 -> k x k): one matrix
   product. oneDNN runs these shapes (the encoder's last conv, the decoder's first) as
   convolutions at about a tenth of its matmul speed, forward and backward."""
   n, k = tf.shape(x)[0], kernel.shape[0]
-  if transpose:  # kernel (k, k, out, in): y[n, i, j, c] = sum over in of x[n, in] kernel[i, j, c, in]
-    flat = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [kernel.shape[3], -1])
+  flat = _whole_input_matrix(kernel, transpose) if matrix is None else matrix
+  if transpose:  # y[n, i, j, c] = sum over in of x[n, in] kernel[i, j, c, in]
     return tf.reshape(tf.linalg.matmul(tf.reshape(x, [n, kernel.shape[3]]), flat),
                       [n, k, k, kernel.shape[2]])
-  flat = tf.reshape(kernel, [-1, kernel.shape[3]])  # (k * k * in, out), x's (i, j, in) order
   return tf.reshape(tf.linalg.matmul(tf.reshape(x, [n, flat.shape[0]]), flat),
                     [n, 1, 1, kernel.shape[3]])
 
@@ -318,22 +325,34 @@ def _kernel_of_patch_matrix(matrix, c: int, o: int):
   return tf.reshape(tf.transpose(blocks, [0, 2, 1, 3, 4, 5]), [4, 4, c, o])
 
 
-def _subpixel_conv_transpose(x, kernel):
+def _parity_taps(a: int, b: int):
+  """[(input row offset, kernel row, input column offset, kernel column)] of output parity (a, b)
+  of a stride-2 4x4 SAME transposed convolution."""
+  return [(dy, u, dx, v) for dy, u in _PARITY_TAPS[a] for dx, v in _PARITY_TAPS[b]]
+
+
+def _parity_matrices(kernel):
+  """The (4 cx, c) matrix of each output parity (a, b), in (0, 0), (0, 1), (1, 0), (1, 1) order,
+  that `_subpixel_conv_transpose` multiplies its 2x2 input patches by."""
+  return [tf.concat([tf.transpose(kernel[u, v]) for _, u, _, v in _parity_taps(a, b)], 0)
+          for a in (0, 1) for b in (0, 1)]
+
+
+def _subpixel_conv_transpose(x, kernel, matrices=None):
   """conv2d_transpose(x, kernel (4, 4, c, cx), stride 2, SAME): output pixel (2m + a, 2n + b)
   takes 2x2 input pixels through 2x2 of the kernel's taps, so each of the 4 output parities is
   one matmul of 2x2 input patches, and depth-to-space interleaves them. Every output is one
-  dot product (one rounding, as in the convolution)."""
+  dot product (one rounding, as in the convolution). `matrices`: `_parity_matrices(kernel)`,
+  when computed beforehand."""
   n, h, w, cx = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
   padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
   shifted = {(dy, dx): padded[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
              for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+  matrices = _parity_matrices(kernel) if matrices is None else matrices
   parities = []
-  for a in (0, 1):
-    for b in (0, 1):
-      taps = [(dy, u, dx, v) for dy, u in _PARITY_TAPS[a] for dx, v in _PARITY_TAPS[b]]
-      patches = tf.concat([shifted[(dy, dx)] for dy, _, dx, _ in taps], -1)
-      matrix = tf.concat([tf.transpose(kernel[u, v]) for _, u, _, v in taps], 0)  # (4 cx, c)
-      parities.append(tf.linalg.matmul(tf.reshape(patches, [-1, 4 * cx]), matrix))
+  for parity, matrix in zip(((0, 0), (0, 1), (1, 0), (1, 1)), matrices):
+    patches = tf.concat([shifted[(dy, dx)] for dy, _, dx, _ in _parity_taps(*parity)], -1)
+    parities.append(tf.linalg.matmul(tf.reshape(patches, [-1, 4 * cx]), matrix))
   out = tf.reshape(tf.stack(parities, axis=1), [n, h, w, 4 * kernel.shape[2]])
   return tf.nn.depth_to_space(out, 2)
 
@@ -378,20 +397,42 @@ def _strided_conv_transpose_by_matmul(x, kernel):
   return conv_transpose(x, kernel)
 
 
-def _conv_only(layer, x, kernel, kernels=CPU_KERNELS):
+def kernel_matrices(layer, kernel) -> Dict[str, object]:
+  """`kernel` (of `layer`) as the matrices that `_conv_only`'s matrix-product forms multiply by.
+  Sampling computes them with its folded weights, once before its time loop: inside the loop
+  they would be rebuilt at every step (their transposes were 15% of float32 SM-MNIST sampling).
+  A form the inputs do not take is never computed (the graph prunes it)."""
+  transpose = isinstance(layer, keras.layers.Conv2DTranspose)
+  if layer.padding.upper() == "VALID":
+    return {"whole_input": _whole_input_matrix(kernel, transpose)}
+  if layer.strides[0] == 2 and layer.kernel_size[0] == 4:
+    return {"parities": _parity_matrices(kernel)} if transpose else {
+        "patch": _patch_matrix(kernel)}
+  return {}
+
+
+def _conv_only(layer, x, kernel, kernels=CPU_KERNELS, matrices=None):
   """`layer`'s convolution (no bias) of 4-D x with `kernel` (layer.kernel or a slice of it); with
   CPU_KERNELS, the smallest stride-2 4x4 ones by matmul (`_strided_conv_by_matmul`) and bfloat16
-  kernel gradients of other small feature maps by im2col matmul."""
+  kernel gradients of other small feature maps by im2col matmul. `matrices`: `kernel_matrices`
+  of the kernel, computed beforehand (gradients then follow the matrices, not the custom ones)."""
   padding = layer.padding.upper()
   stride = layer.strides[0]
   k = layer.kernel_size[0]
   transpose = isinstance(layer, keras.layers.Conv2DTranspose)
+  matrices = matrices or {}
   if padding == "VALID" and x.shape[1] == x.shape[2] == (1 if transpose else k):
-    return _whole_input_matmul(x, kernel, transpose)
+    return _whole_input_matmul(x, kernel, transpose, matrices.get("whole_input"))
   if (kernels == CPU_KERNELS and SMALL_STRIDED_CONVS_BY_MATMUL and padding == "SAME"
       and stride == 2 and k == 4 and None not in x.shape[1:3]
       and max(x.shape[1:3]) <= (4 if transpose else 8)
       and (transpose or _s2d_applies(x, k, stride, padding))):
+    if transpose and "parities" in matrices:
+      return _subpixel_conv_transpose(x, kernel, matrices["parities"])
+    if "patch" in matrices:
+      n, h, w = tf.shape(x)[0], x.shape[1] // 2, x.shape[2] // 2
+      return tf.reshape(tf.linalg.matmul(_s2d_patches(x), matrices["patch"]),
+                        [n, h, w, kernel.shape[3]])
     return (_strided_conv_transpose_by_matmul if transpose else _strided_conv_by_matmul)(x, kernel)
   if transpose:
     h, w = x.shape[1], x.shape[2]
@@ -423,10 +464,12 @@ def _conv_only(layer, x, kernel, kernels=CPU_KERNELS):
 
 class ConvWeights(NamedTuple):
   """A convolution's kernel and bias in its compute dtype; for a convolution that also takes skip
-  features, `parts` is the kernel split into its part on x and its part on the skip."""
+  features, `parts` is the kernel split into its part on x and its part on the skip. `matrices`:
+  `kernel_matrices` of the kernel's part on x, when computed beforehand."""
   kernel: tf.Tensor
   bias: tf.Tensor
   parts: Optional[Tuple[tf.Tensor, tf.Tensor]] = None
+  matrices: Optional[Dict[str, object]] = None
 
 
 def _split(layer, kernel, cx: int) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -548,7 +591,9 @@ class ConvBlock(keras.layers.Layer):
     transpose = isinstance(self.conv, keras.layers.Conv2DTranspose)
     kernel = self.conv.kernel * (scale[:, None] if transpose else scale)  # output-channel axis
     bias = self.conv.bias * scale + (norm.beta - norm.moving_mean * scale)
-    return conv_weights(self.conv, None, self.x_channels, kernel, bias)
+    weights = conv_weights(self.conv, None, self.x_channels, kernel, bias)
+    on_x = weights.kernel if weights.parts is None else weights.parts[0]
+    return weights._replace(matrices=kernel_matrices(self.conv, on_x))
 
   def call(self, x, bn_mode=BN_TRAIN, skip=None, skip_index=None, term=None):
     """x (time, batch, h, w, c); skip, skip_index, term: as `skip_conv`'s."""
@@ -571,11 +616,13 @@ class ConvBlock(keras.layers.Layer):
     weights = self.folded
     frames = fold_time(tf.cast(x, weights.kernel.dtype))
     if skip is None:
-      y = tf.nn.bias_add(_conv_only(self.conv, frames, weights.kernel, self.kernels), weights.bias)
+      y = tf.nn.bias_add(_conv_only(self.conv, frames, weights.kernel, self.kernels,
+                                    weights.matrices), weights.bias)
     else:
       if term is None:
         term = skip_term(self.conv, skip, x.shape[-1], self.kernels, weights)
-      y = tf.nn.bias_add(_conv_only(self.conv, frames, weights.parts[0], self.kernels),
+      y = tf.nn.bias_add(_conv_only(self.conv, frames, weights.parts[0], self.kernels,
+                                    weights.matrices),
                          weights.bias) + fold_time(tf.gather(term, skip_index))
     return unfold_time(self._activate(y), x)
 

@@ -354,6 +354,41 @@ def test_smallest_strided_convolutions_by_matmul_equal_tensorflows(transpose, si
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
+def _loop_body_op_types(concrete) -> set:
+  """The op types in the bodies of a traced function's while loops (and the functions they call)."""
+  types, seen = set(), set()
+
+  def walk(graph, in_body):
+    for name, function in getattr(graph, "_functions", {}).items():
+      if name not in seen and getattr(function, "graph", None) is not None:
+        seen.add(name)
+        body = in_body or "body" in name
+        if body:
+          types.update(op.type for op in function.graph.get_operations())
+        walk(function.graph, body)
+
+  walk(concrete.graph, False)
+  return types
+
+
+def test_sampling_makes_the_kernels_matrices_once_per_call(tiny_config, monkeypatch):
+  """On moving statistics the sampler's blocks run with folded weights whose matrix forms
+  (`kernel_matrices`) are made before the time loop: its body holds no transposes (each step had
+  rebuilt them), and the samples are those of matrices made inside the loop, exactly."""
+  from svg_tf.evaluation import Sampler
+  model = SVG(tiny_config)
+  context = np.random.default_rng(0).random((2, 2, 64, 64, 1), np.float32)
+  sampler = Sampler(model, 2, 3, chunk_size=4)
+  frames, _ = sampler.sample(context, 2, seed=3)
+  body = _loop_body_op_types(sampler._generate.get_concrete_function())  # pylint: disable=protected-access
+  assert "MatMul" in body and "Transpose" not in body
+  monkeypatch.setattr(frame_nets, "kernel_matrices", lambda layer, kernel: {})
+  inside = Sampler(model, 2, 3, chunk_size=4)
+  in_loop, _ = inside.sample(context, 2, seed=3)
+  assert "Transpose" in _loop_body_op_types(inside._generate.get_concrete_function())  # pylint: disable=protected-access
+  np.testing.assert_array_equal(frames, in_loop)
+
+
 def test_action_conditioning_adds_the_action_to_the_predictor_input():
   plain = SVG(config_lib.preset("bair"))
   acting = SVG(config_lib.preset("bair", action_dim=4))
