@@ -156,6 +156,33 @@ def sample_speed() -> str:
           f"videos x {e['num_samples']} samples, {e['n_past']} -> {e['n_future']} frames, one "
           f"video's samples per call, full-size model on this 2-core CPU): "
           + "; ".join(parts) + ". The speed tables are under \"Speed\".\n")
+
+
+ATTRIBUTION = [("train SM-MNIST, batch 16", "train_smmnist_b16"),
+               ("train BAIR (VGG), batch 8", "train_bair_b8"),
+               ("sample SM-MNIST, batch 16", "sample_smmnist_b16"),
+               ("sample BAIR, batch 8", "sample_bair_b8")]
+
+
+def attribution() -> str:
+  lines = ["| work | precision | step, ms (ratio) | target, ms (ratio) | floor, ms (ratio) | "
+           "convolutions and matmuls in the step, ms | gap: this CPU's / svg_tf's, ms | "
+           "largest other op kinds, ms |", "|---|---|---|---|---|---|---|---|"]
+  for label, name in ATTRIBUTION:
+    for p in PRECISIONS:
+      r = _r(f"attribution_{name}_{p}")
+      g = r["gap"]
+      others = [(k, ms) for k, ms in r["op_ms_per_step_by_kind"].items()
+                if k not in ("convolution", "matmul")][:3]
+      lines.append(
+          f"| {label} | {p} | {r['step_ms_median']:,.0f} ({g['ratio']:.2f}x) | "
+          f"{g['target_step_ms']:,.0f} ({g['target_ratio']}x) | {r['floor_ms']:,.0f} "
+          f"({g['floor_ratio']:.2f}x) | {r['kernels_in_step_ms']:,.0f} | "
+          f"{g['cpu_part_ms']:,.0f} / {g['svg_tf_part_ms']:,.0f} | "
+          + ", ".join(f"{k} {ms:,.0f}" for k, ms in others) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def input_speed() -> str:
   lines = ["| dataset | input pipeline | full-size training step | ratio (target >= 10) |",
            "|---|---|---|---|"]
@@ -369,6 +396,7 @@ BLOCKS: Dict[str, Callable[[], str]] = {
     "roofline": roofline, "paired_speed": paired_speed, "sample_tracking": sample_tracking,
     "input_speed": input_speed, "serve_speed": serve_speed, "serve_memory": serve_memory,
     "precision_tracking": precision_tracking, "own_videos": own_videos, "memory": memory,
+    "attribution": attribution,
 }
 
 
