@@ -357,29 +357,32 @@ def _subpixel_conv_transpose(x, kernel, matrices=None):
   return tf.nn.depth_to_space(out, 2)
 
 
-def _strided_conv_by_matmul(y, kernel):
+def _strided_conv_by_matmul(y, kernel, matrix=None):
   """conv2d(y, kernel (4, 4, c, o), 2, SAME) as one matmul over `_s2d_patches`; its input
-  gradient is `_subpixel_conv_transpose`, its kernel gradient one matmul."""
+  gradient is `_subpixel_conv_transpose`, its kernel gradient one matmul. `matrix`:
+  `_patch_matrix(kernel)`, when computed beforehand."""
 
   @tf.custom_gradient
   def conv(y, kernel):
     n, h, w = tf.shape(y)[0], y.shape[1] // 2, y.shape[2] // 2
     c, o = kernel.shape[2], kernel.shape[3]
-    patches, matrix = _s2d_patches(y), _patch_matrix(kernel)
+    patches = _s2d_patches(y)
+    product = _patch_matrix(kernel) if matrix is None else matrix
 
     def grad(d_out):
       d_flat = tf.reshape(d_out, [-1, o])
       d_kernel = tf.linalg.matmul(patches, d_flat, transpose_a=True)
       return _subpixel_conv_transpose(d_out, kernel), _kernel_of_patch_matrix(d_kernel, c, o)
 
-    return tf.reshape(tf.linalg.matmul(patches, matrix), [n, h, w, o]), grad
+    return tf.reshape(tf.linalg.matmul(patches, product), [n, h, w, o]), grad
 
   return conv(y, kernel)
 
 
-def _strided_conv_transpose_by_matmul(x, kernel):
+def _strided_conv_transpose_by_matmul(x, kernel, matrices=None):
   """conv2d_transpose(x, kernel (4, 4, c, cx), 2, SAME) by `_subpixel_conv_transpose`; its input
-  gradient is the convolution as one matmul over `_s2d_patches`, its kernel gradient another."""
+  gradient is the convolution as one matmul over `_s2d_patches`, its kernel gradient another.
+  `matrices`: `_parity_matrices(kernel)`, when computed beforehand."""
 
   @tf.custom_gradient
   def conv_transpose(x, kernel):
@@ -392,7 +395,7 @@ def _strided_conv_transpose_by_matmul(x, kernel):
       d_kernel = tf.linalg.matmul(patches, tf.reshape(x, [-1, cx]), transpose_a=True)
       return d_x, _kernel_of_patch_matrix(d_kernel, c, cx)
 
-    return _subpixel_conv_transpose(x, kernel), grad
+    return _subpixel_conv_transpose(x, kernel, matrices), grad
 
   return conv_transpose(x, kernel)
 
@@ -415,7 +418,7 @@ def _conv_only(layer, x, kernel, kernels=CPU_KERNELS, matrices=None):
   """`layer`'s convolution (no bias) of 4-D x with `kernel` (layer.kernel or a slice of it); with
   CPU_KERNELS, the smallest stride-2 4x4 ones by matmul (`_strided_conv_by_matmul`) and bfloat16
   kernel gradients of other small feature maps by im2col matmul. `matrices`: `kernel_matrices`
-  of the kernel, computed beforehand (gradients then follow the matrices, not the custom ones)."""
+  of the kernel, computed beforehand."""
   padding = layer.padding.upper()
   stride = layer.strides[0]
   k = layer.kernel_size[0]
@@ -427,13 +430,9 @@ def _conv_only(layer, x, kernel, kernels=CPU_KERNELS, matrices=None):
       and stride == 2 and k == 4 and None not in x.shape[1:3]
       and max(x.shape[1:3]) <= (4 if transpose else 8)
       and (transpose or _s2d_applies(x, k, stride, padding))):
-    if transpose and "parities" in matrices:
-      return _subpixel_conv_transpose(x, kernel, matrices["parities"])
-    if "patch" in matrices:
-      n, h, w = tf.shape(x)[0], x.shape[1] // 2, x.shape[2] // 2
-      return tf.reshape(tf.linalg.matmul(_s2d_patches(x), matrices["patch"]),
-                        [n, h, w, kernel.shape[3]])
-    return (_strided_conv_transpose_by_matmul if transpose else _strided_conv_by_matmul)(x, kernel)
+    if transpose:
+      return _strided_conv_transpose_by_matmul(x, kernel, matrices.get("parities"))
+    return _strided_conv_by_matmul(x, kernel, matrices.get("patch"))
   if transpose:
     h, w = x.shape[1], x.shape[2]
     out_h, out_w = (h * stride, w * stride) if padding == "SAME" else (
